@@ -1,0 +1,1 @@
+"""Thin async loops: each iterates one stream, calls `models/`, and sends to an output topic."""

@@ -1,0 +1,24 @@
+"""`edgeml worker`: run a Faust worker (the same as `faust -A app.main worker`)."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+__all__ = ["add_to"]
+
+
+def add_to(cli: typer.Typer) -> None:
+    @cli.command(
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    )
+    def worker(
+        ctx: typer.Context,
+        loglevel: str = typer.Option("info", "--loglevel", "-l", help="Log level."),
+    ) -> None:
+        """Run a worker; extra options are passed to Faust's `worker` command."""
+        from faust.cli.faust import cli as faust_cli
+
+        sys.argv = ["faust", "-A", "app.main", "worker", "-l", loglevel, *ctx.args]
+        faust_cli()

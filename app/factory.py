@@ -1,0 +1,51 @@
+"""`create_app(settings)`: builds a fresh Faust app with the platform's topics, tables and agents."""
+
+from __future__ import annotations
+
+import faust
+
+from agents import hello
+from app.settings import Settings
+
+__all__ = ["create_app"]
+
+
+def _broker_credentials(settings: Settings) -> faust.auth.Credentials | None:
+    if settings.sasl_mechanism:
+        password = settings.sasl_password.get_secret_value() if settings.sasl_password else ""
+        return faust.SASLCredentials(
+            username=settings.sasl_username or "",
+            password=password,
+            mechanism=settings.sasl_mechanism,
+        )
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        import ssl
+
+        context = ssl.create_default_context(
+            cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None
+        )
+        if settings.ssl_certfile:
+            context.load_cert_chain(str(settings.ssl_certfile), str(settings.ssl_keyfile or ""))
+        return faust.SSLCredentials(context)
+    return None
+
+
+def create_app(settings: Settings) -> faust.App:
+    """Build the worker app. Tests build a fresh one per test with `memory://` stores."""
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.bootstrap_servers}",
+        broker_credentials=_broker_credentials(settings),
+        store=settings.store,
+        datadir=str(settings.data_dir),
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication,
+        producer_acks=-1,
+        producer_linger_ms=settings.producer_linger_ms,
+        autodiscover=False,
+    )
+    hello.register(app, settings)
+    return app

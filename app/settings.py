@@ -1,0 +1,99 @@
+"""One frozen settings object, read from `EDGEML_*` environment variables, built once and passed down.
+
+No other module reads `os.environ`: everything that is configurable is a field here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Platform configuration. Create with `Settings()` (env) or `Settings(field=...)` in tests."""
+
+    model_config = SettingsConfigDict(env_prefix="EDGEML_", frozen=True, extra="forbid")
+
+    # --- Kafka -------------------------------------------------------------------------------
+    bootstrap_servers: str = "127.0.0.1:9092"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    topic_partitions: int = Field(default=4, ge=1)
+    topic_replication: int = Field(default=1, ge=1)
+    topic_prefix: str = ""
+    producer_linger_ms: int = Field(default=5, ge=0)
+
+    # --- Faust app ---------------------------------------------------------------------------
+    app_id: str = "edgeml"
+    store: str = "rocksdb://"
+    data_dir: Path = ROOT / "var" / "worker-data"
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=6066, ge=1, le=65535)
+
+    # --- local broker (`edgeml broker`) -------------------------------------------------------
+    broker_port: int = Field(default=9092, ge=1, le=65535)
+    broker_home: Path = ROOT / "var" / "kafka"
+    kafka_cache: Path = ROOT / ".cache" / "kafka"
+
+    @field_validator("store")
+    @classmethod
+    def _known_store(cls, value: str) -> str:
+        if not value.startswith(("rocksdb://", "memory://", "aerospike://")):
+            raise ValueError(f"store must start with rocksdb:// or memory://, got {value!r}")
+        return value
+
+    def topic(self, name: str) -> str:
+        """The broker-side name of one of the platform's topics (with the optional prefix)."""
+        return f"{self.topic_prefix}{name}"
+
+    def kafka_client_config(self) -> dict[str, Any]:
+        """Connection and security options shared by every aiokafka / kafka-python client."""
+        config: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            config["sasl_mechanism"] = self.sasl_mechanism
+            config["sasl_plain_username"] = self.sasl_username
+            config["sasl_plain_password"] = (
+                self.sasl_password.get_secret_value() if self.sasl_password else None
+            )
+        return config
+
+    def producer_config(self) -> dict[str, Any]:
+        """Durable producer settings: every send is acknowledged by all in-sync replicas."""
+        return {
+            **self.kafka_client_config(),
+            "acks": "all",
+            "enable_idempotence": True,
+            "linger_ms": self.producer_linger_ms,
+        }
+
+    def consumer_config(self, group_id: str | None) -> dict[str, Any]:
+        """Consumer settings: commit only what was processed, start from the beginning."""
+        return {
+            **self.kafka_client_config(),
+            "group_id": group_id,
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "isolation_level": "read_committed",
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        """All settings as plain values, secrets masked: safe to log or show on a web page."""
+        return {
+            key: ("**********" if isinstance(value, SecretStr) else value)
+            for key, value in self.model_dump().items()
+        }

@@ -1,0 +1,689 @@
+"""The model registry: versioned, hash-verified artifacts on disk, and process-wide sessions.
+
+Layout (see docs/CONTRACTS.md):
+
+    <root>/<model_id>/<version>/manifest.json
+    <root>/<model_id>/<version>/model.onnx | model.onnx.zst | model.pkl   (river)
+    <root>/<model_id>/<version>/holdout.npz                                (optional: X, y)
+    <root>/<model_id>/PROMOTED                                             (text: a version)
+
+Usually created once per process as `ModelRegistry()` (or `ModelRegistry(root)` in tests) and
+asked for `load(model_id)` / `handle(model_id)`. Every load verifies the artifact's sha256 and its
+input schema; ONNX sessions are built once per process and shared (`SessionCache`, keyed by the
+model's sha256 and thread count).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import re
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from models.latency import machine_label, measure, rss_bytes
+from models.manifest import (
+    KINDS,
+    LatencyStats,
+    ManifestError,
+    ModelAnnouncement,
+    ModelManifest,
+    RegistryError,
+    SchemaMismatch,
+    TamperedArtifact,
+    UnknownModel,
+    UnknownVersion,
+    utc_now_iso,
+)
+
+__all__ = [
+    "DEFAULT_ROOT",
+    "LoadedModel",
+    "ModelHandle",
+    "ModelMemory",
+    "ModelRegistry",
+    "SessionCache",
+    "default_sessions",
+    "sha256_bytes",
+    "sha256_file",
+]
+
+DEFAULT_ROOT = Path(__file__).resolve().parent / "artifacts"
+PROMOTED = "PROMOTED"
+MANIFEST = "manifest.json"
+HOLDOUT = "holdout.npz"
+TASKS = ("classifier", "regressor", "scorer")
+_MODEL_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _version_key(version: str) -> tuple[int, int, str]:
+    return (0, int(version), "") if version.isdigit() else (1, 0, version)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    with tmp.open("wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------------------------
+# Sessions
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True, frozen=True)
+class ModelMemory:
+    """What one loaded model costs: its file, and the RSS growth measured around its session."""
+
+    file_bytes: int
+    rss_delta_bytes: int
+    session_create_ms: float
+
+
+@dataclass(slots=True)
+class _Session:
+    session: Any  # onnxruntime.InferenceSession
+    create_ms: float
+    rss_delta_bytes: int
+
+
+class SessionCache:
+    """Process-wide ONNX Runtime sessions, one per (model sha256, intra-op threads).
+
+    A session is created the first time a model is loaded and shared by every later load and
+    every `LoadedModel` of the same bytes (sessions are thread-safe for `run`). Use the module's
+    `default_sessions()`; tests inject a fresh one into `ModelRegistry(sessions=...)`.
+    """
+
+    def __init__(self) -> None:
+        self._sessions: dict[tuple[str, int], _Session] = {}
+        self._lock = threading.Lock()
+        self.created = 0
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def get(self, sha256: str, model_bytes: bytes, threads: int) -> _Session:
+        key = (sha256, threads)
+        with self._lock:
+            cached = self._sessions.get(key)
+            if cached is None:
+                cached = self._sessions[key] = _create_session(model_bytes, threads)
+                self.created += 1
+            return cached
+
+    def clear(self) -> None:
+        with self._lock:
+            self._sessions.clear()
+
+
+def session_options(threads: int = 1) -> Any:
+    """The options every session is built with: `threads` intra-op threads, sequential, DAZ."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    opts.add_session_config_entry("session.set_denormal_as_zero", "1")
+    return opts
+
+
+def _create_session(model_bytes: bytes, threads: int) -> _Session:
+    import onnxruntime as ort
+
+    before = rss_bytes()
+    start = time.perf_counter()
+    session = ort.InferenceSession(
+        model_bytes, sess_options=session_options(threads), providers=["CPUExecutionProvider"]
+    )
+    create_ms = (time.perf_counter() - start) * 1000.0
+    return _Session(session, create_ms, max(rss_bytes() - before, 0))
+
+
+_DEFAULT_SESSIONS = SessionCache()
+
+
+def default_sessions() -> SessionCache:
+    """The one session cache of this process."""
+    return _DEFAULT_SESSIONS
+
+
+# --------------------------------------------------------------------------------------------
+# Loaded models and hot-swap handles
+# --------------------------------------------------------------------------------------------
+
+
+class LoadedModel:
+    """A verified model ready to score: `predict((n, k) float32) -> (n,)` scores.
+
+    For classifiers the score is the positive-class probability; for regressors the prediction;
+    for scorers (river anomaly models) the anomaly score. Created by `ModelRegistry.load`.
+    """
+
+    def __init__(
+        self,
+        manifest: ModelManifest,
+        path: Path,
+        memory: ModelMemory,
+        *,
+        session: Any = None,
+        estimator: Any = None,
+    ) -> None:
+        self.manifest = manifest
+        self.path = path
+        self.memory = memory
+        self.session = session
+        self.estimator = estimator
+        self._width = len(manifest.inputs)
+        self._input_name = ""
+        self._output_name = ""
+        if session is not None:
+            self._input_name = session.get_inputs()[0].name
+            self._output_name = _score_output(session, manifest.task)
+
+    def __repr__(self) -> str:
+        return f"LoadedModel({self.manifest.ref}, sha256={self.manifest.sha256[:12]})"
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(features, dtype=np.float32)
+        if x.ndim == 1:
+            x = x[None, :]
+        if x.ndim != 2 or x.shape[1] != self._width:
+            raise SchemaMismatch(
+                f"{self.manifest.ref} takes {self._width} features "
+                f"({', '.join(self.manifest.inputs)}), got shape {x.shape}"
+            )
+        if self.session is not None:
+            out = self.session.run([self._output_name], {self._input_name: x})[0]
+            return _to_scores(out, self.manifest.task)
+        return self._predict_river(x)
+
+    def _predict_river(self, x: np.ndarray) -> np.ndarray:
+        names = self.manifest.inputs
+        est = self.estimator
+        scores = np.empty(len(x), dtype=np.float64)
+        for i, row in enumerate(x):
+            sample = dict(zip(names, row.tolist(), strict=True))
+            if self.manifest.task == "classifier":
+                proba = est.predict_proba_one(sample)
+                scores[i] = float(proba.get(True, proba.get(1, 0.0)))
+            elif self.manifest.task == "scorer":
+                scores[i] = float(est.score_one(sample))
+            else:
+                scores[i] = float(est.predict_one(sample))
+        return scores
+
+
+def _score_output(session: Any, task: str) -> str:
+    outputs = session.get_outputs()
+    if task == "classifier":
+        for out in outputs:
+            if "prob" in out.name.lower():
+                return str(out.name)
+        if len(outputs) > 1:
+            return str(outputs[1].name)
+    return str(outputs[0].name)
+
+
+def _to_scores(out: Any, task: str) -> np.ndarray:
+    if isinstance(out, list):  # ZipMap output: one {label: prob} dict per row
+        return np.array([row[max(row)] for row in out], dtype=np.float64)
+    arr = np.asarray(out)
+    if task == "classifier" and arr.ndim == 2 and arr.shape[1] > 1:
+        return arr[:, -1].astype(np.float64)
+    return arr.reshape(len(arr), -1)[:, 0].astype(np.float64)
+
+
+class ModelHandle:
+    """A swappable reference to the model a worker is serving, for hot swaps.
+
+    `predict` reads the current model once, so a call that started before `swap` finishes on
+    the old model while new calls use the new one; no lock on the hot path. Created by
+    `ModelRegistry.handle(model_id)`; updated by `ModelRegistry.apply(announcement, handle)` or
+    `ModelRegistry.reload_if_changed(handle)`.
+    """
+
+    def __init__(self, model: LoadedModel) -> None:
+        self._model = model
+        self._lock = threading.Lock()
+        self.generation = 0
+
+    @property
+    def current(self) -> LoadedModel:
+        return self._model
+
+    @property
+    def ref(self) -> str:
+        return self._model.manifest.ref
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        return self._model.predict(features)
+
+    def swap(self, new: LoadedModel) -> LoadedModel:
+        """Make `new` current and return the old model; refuses another id or other inputs."""
+        with self._lock:
+            old = self._model
+            if new.manifest.model_id != old.manifest.model_id:
+                raise SchemaMismatch(
+                    f"cannot swap {old.manifest.ref} for a different model {new.manifest.ref}"
+                )
+            if new.manifest.inputs != old.manifest.inputs:
+                raise SchemaMismatch(
+                    f"cannot swap {old.manifest.ref} for {new.manifest.ref}: inputs differ "
+                    f"({list(old.manifest.inputs)} vs {list(new.manifest.inputs)})"
+                )
+            self._model = new
+            self.generation += 1
+            return old
+
+
+# --------------------------------------------------------------------------------------------
+# The registry
+# --------------------------------------------------------------------------------------------
+
+
+class ModelRegistry:
+    """Registered model versions under `root`, with verified loading and atomic promotion.
+
+    Usually `ModelRegistry()` (root `models/artifacts/`); tests pass a `tmp_path` root and a
+    fresh `SessionCache`. `threads` is the ONNX intra-op thread count of loaded sessions.
+    """
+
+    def __init__(
+        self,
+        root: Path = DEFAULT_ROOT,
+        *,
+        threads: int = 1,
+        sessions: SessionCache | None = None,
+    ) -> None:
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        self.root = Path(root)
+        self.threads = threads
+        self.sessions = sessions if sessions is not None else default_sessions()
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def model_ids(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and _MODEL_ID.match(p.name))
+
+    def versions(self, model_id: str) -> list[str]:
+        model_dir = self._model_dir(model_id)
+        found = [
+            p.name
+            for p in model_dir.iterdir()
+            if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST).is_file()
+        ]
+        return sorted(found, key=_version_key)
+
+    def manifests(self, model_id: str | None = None) -> list[ModelManifest]:
+        ids = [model_id] if model_id is not None else self.model_ids()
+        return [self._read_manifest(mid, v) for mid in ids for v in self.versions(mid)]
+
+    def promoted_version(self, model_id: str) -> str | None:
+        marker = self._model_dir(model_id) / PROMOTED
+        if not marker.is_file():
+            return None
+        return marker.read_text().strip() or None
+
+    def manifest(self, model_id: str, version: str | None = None) -> ModelManifest:
+        """One version's manifest; `version=None` means the promoted version."""
+        if version is None:
+            version = self.promoted_version(model_id)
+            if version is None:
+                raise UnknownVersion(
+                    f"{model_id} has no promoted version (versions: "
+                    f"{', '.join(self.versions(model_id)) or 'none'})"
+                )
+        return self._read_manifest(model_id, version)
+
+    def version_dir(self, model_id: str, version: str) -> Path:
+        return self._model_dir(model_id) / version
+
+    def holdout(self, model_id: str, version: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The trainer's evaluation set (X, y) from `holdout.npz`, hash-verified."""
+        manifest = self.manifest(model_id, version)
+        if not manifest.holdout:
+            raise ManifestError(
+                f"{manifest.ref} has no holdout set: the trainer must register one "
+                f"(holdout.npz with arrays X, y; see docs/CONTRACTS.md)"
+            )
+        path = self.version_dir(manifest.model_id, manifest.version) / manifest.holdout
+        data = path.read_bytes()
+        if manifest.holdout_sha256 and sha256_bytes(data) != manifest.holdout_sha256:
+            raise TamperedArtifact(f"{manifest.ref}: {manifest.holdout} does not match its sha256")
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            return np.asarray(npz["X"], dtype=np.float32), np.asarray(npz["y"])
+
+    # -- loading ------------------------------------------------------------------------------
+
+    def load(
+        self,
+        model_id: str,
+        version: str | None = None,
+        *,
+        expected_inputs: Sequence[str] | None = None,
+        threads: int | None = None,
+    ) -> LoadedModel:
+        """Verify and load one version (None = promoted).
+
+        Raises `TamperedArtifact` when the bytes do not hash to the manifest's sha256 and
+        `SchemaMismatch` when `expected_inputs` (names, in order) or the graph's input width
+        disagree with the manifest.
+        """
+        manifest = self.manifest(model_id, version)
+        if expected_inputs is not None and tuple(expected_inputs) != manifest.inputs:
+            raise SchemaMismatch(
+                f"{manifest.ref} inputs are {list(manifest.inputs)}, "
+                f"caller expects {list(expected_inputs)}"
+            )
+        path = self.version_dir(manifest.model_id, manifest.version)
+        model_bytes = self._verified_bytes(manifest, path)
+        if manifest.kind == "river":
+            before = rss_bytes()
+            start = time.perf_counter()
+            estimator = pickle.loads(model_bytes)  # safe: bytes hash to the manifest's sha256
+            memory = ModelMemory(
+                file_bytes=manifest.size_bytes,
+                rss_delta_bytes=max(rss_bytes() - before, 0),
+                session_create_ms=(time.perf_counter() - start) * 1000.0,
+            )
+            return LoadedModel(manifest, path, memory, estimator=estimator)
+        cached = self.sessions.get(manifest.model_sha256, model_bytes, threads or self.threads)
+        _check_graph_inputs(manifest, cached.session)
+        memory = ModelMemory(manifest.size_bytes, cached.rss_delta_bytes, cached.create_ms)
+        return LoadedModel(manifest, path, memory, session=cached.session)
+
+    def verify(self, model_id: str, version: str | None = None) -> ModelManifest:
+        """Check hashes (artifact and holdout) and the graph's inputs; return the manifest."""
+        loaded = self.load(model_id, version)
+        if loaded.manifest.holdout:
+            x, _ = self.holdout(model_id, loaded.manifest.version)
+            if x.ndim != 2 or x.shape[1] != len(loaded.manifest.inputs):
+                raise SchemaMismatch(
+                    f"{loaded.manifest.ref}: holdout X has shape {x.shape}, "
+                    f"expected (n, {len(loaded.manifest.inputs)})"
+                )
+        return loaded.manifest
+
+    def handle(
+        self,
+        model_id: str,
+        version: str | None = None,
+        *,
+        expected_inputs: Sequence[str] | None = None,
+    ) -> ModelHandle:
+        return ModelHandle(self.load(model_id, version, expected_inputs=expected_inputs))
+
+    # -- hot swap -----------------------------------------------------------------------------
+
+    def announcement(self, model_id: str, version: str | None = None) -> ModelAnnouncement:
+        """The record to publish on `model-registry` for this version (None = promoted)."""
+        return ModelAnnouncement.of(self.manifest(model_id, version))
+
+    def apply(self, announcement: ModelAnnouncement, handle: ModelHandle) -> bool:
+        """Swap `handle` to the announced version; False when it already serves it.
+
+        Raises `TamperedArtifact` when the local artifact is not the announced one.
+        """
+        current = handle.current.manifest
+        if announcement.model_id != current.model_id:
+            return False
+        if announcement.sha256 == current.sha256 and announcement.version == current.version:
+            return False
+        manifest = self.manifest(announcement.model_id, announcement.version)
+        if manifest.sha256 != announcement.sha256:
+            raise TamperedArtifact(
+                f"{manifest.ref}: announced sha256 {announcement.sha256[:12]} but the local "
+                f"artifact is {manifest.sha256[:12]}"
+            )
+        handle.swap(self.load(manifest.model_id, manifest.version, expected_inputs=current.inputs))
+        return True
+
+    def reload_if_changed(self, handle: ModelHandle) -> bool:
+        """Swap `handle` to its model's promoted version if that changed; True when swapped."""
+        current = handle.current.manifest
+        promoted = self.promoted_version(current.model_id)
+        if promoted is None or promoted == current.version:
+            return False
+        handle.swap(self.load(current.model_id, promoted, expected_inputs=current.inputs))
+        return True
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def register(
+        self,
+        model_id: str,
+        artifact: Path,
+        *,
+        kind: Literal["onnx", "river"],
+        inputs: Sequence[str],
+        outputs: Sequence[str] | None = None,
+        training_data: str,
+        metrics: dict[str, float],
+        parent_version: str | None = None,
+        promote: bool = False,
+        version: str | None = None,
+        task: Literal["classifier", "regressor", "scorer"] = "classifier",
+        holdout: Path | None = None,
+        compress: bool = False,
+        optimization: dict[str, Any] | None = None,
+        measure_latency: bool = True,
+    ) -> ModelManifest:
+        """Copy `artifact` in as a new version, measure it, write its manifest; return it.
+
+        `holdout` is an `.npz` with arrays X (n, len(inputs)) and y: the evaluation set the
+        optimizer uses. `compress=True` ships the ONNX file zstd-compressed (verified and
+        decompressed on load). Versions are "1", "2", ... unless `version` is given.
+        """
+        if not _MODEL_ID.match(model_id):
+            raise ValueError(f"model_id must match {_MODEL_ID.pattern}, got {model_id!r}")
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+        if compress and kind != "onnx":
+            raise ValueError("compress=True is only supported for kind='onnx'")
+        inputs = tuple(inputs)
+        if not inputs or len(set(inputs)) != len(inputs):
+            raise SchemaMismatch(f"inputs must be non-empty and unique, got {list(inputs)}")
+        raw = Path(artifact).read_bytes()
+        model_dir = self.root / model_id
+        model_dir.mkdir(parents=True, exist_ok=True)
+        existing = self.versions(model_id)
+        if version is None:
+            numeric = [int(v) for v in existing if v.isdigit()]
+            version = str(max(numeric, default=0) + 1)
+        elif not _VERSION.match(version):
+            raise ValueError(f"version must match {_VERSION.pattern}, got {version!r}")
+        if version in existing:
+            raise RegistryError(f"{model_id}@{version} is already registered")
+        if parent_version is not None and parent_version not in existing:
+            raise UnknownVersion(f"parent version {model_id}@{parent_version} is not registered")
+
+        predict: Any = None
+        if kind == "onnx":
+            cached = self.sessions.get(sha256_bytes(raw), raw, self.threads)
+            graph_outputs = tuple(o.name for o in cached.session.get_outputs())
+            outputs = tuple(outputs) if outputs is not None else graph_outputs
+            probe = ModelManifest(
+                model_id, version, kind, "", "", inputs, outputs, "", {}, 0, "", task=task
+            )
+            _check_graph_inputs(probe, cached.session)
+            predict = LoadedModel(probe, model_dir, ModelMemory(0, 0, 0.0), session=cached.session)
+        else:
+            outputs = tuple(outputs or ("score",))
+            estimator = pickle.loads(raw)
+            probe = ModelManifest(
+                model_id, version, kind, "", "", inputs, outputs, "", {}, 0, "", task=task
+            )
+            predict = LoadedModel(probe, model_dir, ModelMemory(0, 0, 0.0), estimator=estimator)
+
+        holdout_bytes: bytes | None = None
+        sample: np.ndarray | None = None
+        if holdout is not None:
+            holdout_bytes = Path(holdout).read_bytes()
+            with np.load(io.BytesIO(holdout_bytes), allow_pickle=False) as npz:
+                if "X" not in npz or "y" not in npz:
+                    raise ManifestError(f"{holdout} must hold arrays X and y")
+                sample = np.asarray(npz["X"], dtype=np.float32)
+                n_y = len(npz["y"])
+            if sample.ndim != 2 or sample.shape[1] != len(inputs) or len(sample) != n_y:
+                raise SchemaMismatch(
+                    f"holdout X {sample.shape} / y ({n_y},) do not fit {len(inputs)} inputs"
+                )
+
+        latency = None
+        if measure_latency:
+            if sample is None or len(sample) == 0:
+                sample = np.random.default_rng(0).normal(size=(64, len(inputs)))
+            timing = measure(predict.predict, sample[:256], single_calls=300, batch_calls=0)
+            latency = LatencyStats(
+                round(timing.p50_us, 1), round(timing.p99_us, 1), self.threads, machine_label()
+            )
+
+        if kind == "onnx":
+            file_name = "model.onnx.zst" if compress else "model.onnx"
+        else:
+            file_name = "model.pkl"
+        shipped = raw
+        if compress:
+            import zstandard
+
+            shipped = zstandard.ZstdCompressor(level=19).compress(raw)
+
+        manifest = ModelManifest(
+            model_id=model_id,
+            version=version,
+            kind=kind,
+            file=file_name,
+            sha256=sha256_bytes(shipped),
+            inputs=inputs,
+            outputs=tuple(outputs),
+            training_data=training_data,
+            metrics={k: float(v) for k, v in metrics.items()},
+            size_bytes=len(shipped),
+            created_at=utc_now_iso(),
+            latency=latency,
+            parent_version=parent_version,
+            task=task,
+            compression="zstd" if compress else None,
+            content_sha256=sha256_bytes(raw) if compress else None,
+            holdout=HOLDOUT if holdout_bytes is not None else None,
+            holdout_sha256=sha256_bytes(holdout_bytes) if holdout_bytes is not None else None,
+            optimization=dict(optimization or {}),
+        )
+        staging = model_dir / f".staging-{uuid.uuid4().hex}"
+        staging.mkdir()
+        try:
+            (staging / file_name).write_bytes(shipped)
+            if holdout_bytes is not None:
+                (staging / HOLDOUT).write_bytes(holdout_bytes)
+            _atomic_write(staging / MANIFEST, manifest.to_json().encode())
+            os.rename(staging, model_dir / version)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        if promote:
+            self.promote(model_id, version)
+        return manifest
+
+    def promote(self, model_id: str, version: str) -> ModelManifest:
+        """Verify `version`'s artifact, then point PROMOTED at it (atomic replace)."""
+        manifest = self._read_manifest(model_id, version)
+        self._verified_bytes(manifest, self.version_dir(model_id, version))
+        _atomic_write(self._model_dir(model_id) / PROMOTED, f"{version}\n".encode())
+        return manifest
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _model_dir(self, model_id: str) -> Path:
+        model_dir = self.root / model_id
+        if not _MODEL_ID.match(model_id) or not model_dir.is_dir():
+            known = ", ".join(self.model_ids()) or "none"
+            raise UnknownModel(f"no model {model_id!r} in {self.root} (known: {known})")
+        return model_dir
+
+    def _read_manifest(self, model_id: str, version: str) -> ModelManifest:
+        path = self._model_dir(model_id) / version / MANIFEST
+        if not _VERSION.match(version) or not path.is_file():
+            raise UnknownVersion(
+                f"{model_id} has no version {version!r} "
+                f"(versions: {', '.join(self.versions(model_id)) or 'none'})"
+            )
+        manifest = ModelManifest.from_json(path.read_text())
+        if manifest.model_id != model_id or manifest.version != version:
+            raise ManifestError(f"{path} describes {manifest.ref}, not {model_id}@{version}")
+        return manifest
+
+    def _verified_bytes(self, manifest: ModelManifest, path: Path) -> bytes:
+        file = path / manifest.file
+        try:
+            shipped = file.read_bytes()
+        except FileNotFoundError:
+            raise TamperedArtifact(f"{manifest.ref}: artifact {file} is missing") from None
+        if sha256_bytes(shipped) != manifest.sha256:
+            raise TamperedArtifact(
+                f"{manifest.ref}: {manifest.file} does not match its manifest sha256 "
+                f"{manifest.sha256[:12]}; refusing to load"
+            )
+        if manifest.compression is None:
+            return shipped
+        if manifest.compression != "zstd":
+            raise ManifestError(f"{manifest.ref}: unknown compression {manifest.compression!r}")
+        import zstandard
+
+        try:
+            content = zstandard.ZstdDecompressor().decompress(shipped)
+        except zstandard.ZstdError as exc:
+            raise TamperedArtifact(f"{manifest.ref}: cannot decompress: {exc}") from None
+        if manifest.content_sha256 and sha256_bytes(content) != manifest.content_sha256:
+            raise TamperedArtifact(
+                f"{manifest.ref}: decompressed model does not match content_sha256; refusing"
+            )
+        return content
+
+
+def _check_graph_inputs(manifest: ModelManifest, session: Any) -> None:
+    graph_inputs = session.get_inputs()
+    if len(graph_inputs) != 1:
+        names = [i.name for i in graph_inputs]
+        raise SchemaMismatch(f"{manifest.ref}: expected one tensor input, graph has {names}")
+    shape = graph_inputs[0].shape
+    width = shape[-1] if shape else None
+    if isinstance(width, int) and width != len(manifest.inputs):
+        raise SchemaMismatch(
+            f"{manifest.ref}: graph input width is {width}, manifest names "
+            f"{len(manifest.inputs)} inputs"
+        )

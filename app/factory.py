@@ -1,4 +1,4 @@
-"""`create_app(settings)`: builds a fresh Faust app with the platform's topics, tables and agents."""
+"""`create_app(settings)`: a fresh Faust app with the platform's topics, tables and agents."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""One frozen settings object, read from `EDGEML_*` environment variables, built once and passed down.
+"""One frozen settings object from `EDGEML_*` environment variables, built once, passed down.
 
 No other module reads `os.environ`: everything that is configurable is a field here.
 """
@@ -41,6 +41,14 @@ class Settings(BaseSettings):
     data_dir: Path = ROOT / "var" / "worker-data"
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=6066, ge=1, le=65535)
+
+    # --- pipeline ----------------------------------------------------------------------------
+    batch_max: int = Field(default=500, ge=1, description="Most messages scored in one batch.")
+    batch_within_s: float = Field(
+        default=0.005, gt=0, description="Longest wait to fill a batch (adds to latency)."
+    )
+    max_message_bytes: int = Field(default=256 * 1024, ge=1024)
+    max_future_s: float = Field(default=3600.0, ge=0, description="Clock skew allowed on ts.")
 
     # --- local broker (`edgeml broker`) -------------------------------------------------------
     broker_port: int = Field(default=9092, ge=1, le=65535)

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from app.cli import worker
+from app.cli import tail, worker
 
 __all__ = ["cli", "main"]
 
@@ -24,15 +24,32 @@ def _root() -> None:
     """Edge ML streaming platform."""
 
 
+tail.add_to(cli)
 worker.add_to(cli)
 
 
 def main() -> None:
-    """Console-script entry: bad flags exit 2 with one line, our own errors exit 1 with one line."""
+    """Console-script entry: a bad flag or argument exits 2 with one line, our own errors exit 1
+    with one line; anything else is a bug and keeps its traceback."""
     from app.errors import EdgeMLError
 
     try:
-        cli()
+        code = cli(standalone_mode=False)
+    except typer.Exit as exc:
+        code = exc.exit_code
+    except typer.Abort:
+        typer.echo("edgeml: aborted", err=True)
+        code = 130
+    except typer.TyperException as exc:  # usage errors: bad flag, bad value, missing argument
+        ctx = getattr(exc, "ctx", None)
+        command = ctx.command_path if ctx is not None else "edgeml"
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        if message:  # empty when no arguments at all: the help page was already shown
+            typer.echo(f"{command}: error: {message}", err=True)
+        code = getattr(exc, "exit_code", 2)
     except EdgeMLError as exc:
         typer.echo(f"edgeml: error: {exc}", err=True)
-        sys.exit(1)
+        code = 1
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,53 @@
+# Edge ML platform — `make help` lists targets. `make check` is exactly what CI runs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+
+help: ## List targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-14s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install the project with dev tools
+
+demo: $(STAMP) ## The main job: broker, worker, simulator, live alerts, web page URL
+	$(BIN)/edgeml demo
+
+test: $(STAMP) ## All tests: unit, agents and integration (starts a real Kafka broker itself)
+	$(BIN)/pytest
+
+test-unit: $(STAMP) ## Unit and agent tests only (no broker)
+	$(BIN)/pytest tests/unit tests/agents
+
+lint: $(STAMP) ## ruff (lint + format check) and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP) ## Apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+check: lint test ## What CI runs
+
+broker-up: $(STAMP) ## Start the local Kafka broker (fetched from Maven Central on first use)
+	$(BIN)/edgeml broker up
+
+broker-down: $(STAMP) ## Stop the local Kafka broker
+	$(BIN)/edgeml broker down
+
+bench: $(STAMP) ## Run all benchmarks (needs `make broker-up`) and print figures
+	$(BIN)/python -m bench
+
+clean: ## Remove caches and local state (not the Kafka download)
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: help install demo test test-unit lint format check broker-up broker-down bench clean

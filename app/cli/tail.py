@@ -1,0 +1,90 @@
+"""`edgeml tail alerts|predictions|dlq|late`: print live records readably."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from app.settings import Settings
+from app.tail import SEVERITIES, TAIL_TOPICS, TailFilter, follow
+
+__all__ = ["add_to", "render"]
+
+_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
+
+
+def _time(ts: Any) -> str:
+    if not isinstance(ts, int | float):
+        return "?"
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def render(kind: str, record: dict[str, Any]) -> str:
+    """One line of rich markup for a record of the given kind."""
+    if kind == "alerts":
+        style = _STYLE.get(record.get("severity", ""), "white")
+        drivers = ", ".join(
+            f"{d['metric']}.{d['feature']} z={d['zscore']:+.1f}"
+            for d in record.get("drivers", [])[:3]
+        )
+        state = str(record.get("state", "?")).upper()
+        severity = record.get("severity", "?")
+        return (
+            f"[{style}]{state:8}[/] [{style}]{severity:8}[/] "
+            f"{_time(record.get('ts'))} [bold]{record.get('device_id')}[/] "
+            f"score={record.get('score', 0):.3f} thr={record.get('threshold', 0):.3f} {drivers}"
+        )
+    if kind == "dlq":
+        return (
+            f"[red]{record.get('error.class')}[/] {record.get('error.reason')} "
+            f"(from {record.get('origin.topic')}[{record.get('origin.partition')}]"
+            f"@{record.get('origin.offset')}) {record.get('original', '')[:60]!r}"
+        )
+    flag = " [magenta]LATE[/]" if record.get("late") else ""
+    mark = "[red]ANOMALY[/]" if record.get("is_anomaly") else "ok     "
+    return (
+        f"{mark} {_time(record.get('ts'))} [bold]{record.get('device_id')}[/] #{record.get('seq')} "
+        f"anomaly={record.get('anomaly_score', 0):.3f} "
+        f"p_fail={record.get('failure_prob', 0):.3f}{flag}"
+    )
+
+
+def add_to(cli: typer.Typer) -> None:
+    @cli.command()
+    def tail(
+        kind: str = typer.Argument(..., help=f"One of: {', '.join(TAIL_TOPICS)}."),
+        device: str | None = typer.Option(None, "--device", "-d", help="Only this device."),
+        severity: str = typer.Option("info", "--severity", "-s", help="Minimum alert severity."),
+        from_beginning: bool = typer.Option(False, "--from-beginning", help="Replay the topic."),
+        limit: int | None = typer.Option(
+            None, "--limit", "-n", min=1, help="Stop after N records."
+        ),
+        timeout: float | None = typer.Option(
+            None, "--timeout", min=0.1, help="Stop after S seconds."
+        ),
+    ) -> None:
+        """Follow an output topic and print its records as they arrive."""
+        if kind not in TAIL_TOPICS:
+            raise typer.BadParameter(
+                f"{kind!r}; choose one of: {', '.join(TAIL_TOPICS)}", param_hint="KIND"
+            )
+        if severity not in SEVERITIES:
+            raise typer.BadParameter(
+                f"{severity!r}; choose one of: {', '.join(SEVERITIES)}", param_hint="--severity"
+            )
+        console = Console(highlight=False)
+        asyncio.run(
+            follow(
+                Settings(),
+                kind,
+                lambda record: console.print(render(kind, record)),
+                where=TailFilter(device, severity),
+                from_beginning=from_beginning,
+                limit=limit,
+                timeout_s=timeout,
+            )
+        )

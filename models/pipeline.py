@@ -1,0 +1,169 @@
+"""One batch of raw input messages in, every output record out: the worker's per-batch logic.
+
+Faust-free so the edge agent runs the same code. The worker hands a batch of messages (from
+`stream.take_events`) and a `StateStore` over its device-state table; `ReadingPipeline.process`
+validates, scores each device's readings in arrival order, and returns what to publish:
+
+- one `predictions` record per input message that had a valid reading: a single prediction for
+  a single reading, `{"predictions": [...]}` for a batch envelope (same order as its readings);
+- one `anomaly-alerts` record per alert lifecycle event;
+- one dead letter per rejected reading (or whole message), with origin and reason in headers;
+- a copy of every late reading on the late topic (it is still scored, marked `late`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import orjson
+
+from models.scoring import DeviceState, ScoredReading, Scorer
+from models.validation import ValidationLimits, parse_message
+from topics.records import DeadLetter, Prediction, SensorReading
+
+__all__ = ["BatchResult", "Inbound", "Outbound", "ReadingPipeline", "Role", "StateStore"]
+
+Role = Literal["predictions", "alerts", "dlq", "late"]
+
+
+@dataclass(slots=True, frozen=True)
+class Inbound:
+    """One raw input message and where it came from."""
+
+    key: bytes | None
+    value: bytes | None
+    topic: str = ""
+    partition: int = -1
+    offset: int = -1
+
+
+@dataclass(slots=True, frozen=True)
+class Outbound:
+    """One record to publish; `role` names the output topic."""
+
+    role: Role
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]] | None = None
+
+
+class StateStore(Protocol):
+    """Per-device state storage. `origin` is the index of the batch message that carried the
+    device's readings, so a partitioned store can write to that message's partition."""
+
+    def load(self, device_id: str, origin: int) -> DeviceState | None: ...
+
+    def save(self, device_id: str, state: DeviceState, origin: int) -> None: ...
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """What one batch produced, with counts for metrics."""
+
+    outbound: list[Outbound] = field(default_factory=list)
+    scored: list[ScoredReading] = field(default_factory=list)
+    readings: int = 0
+    dead_letters: int = 0
+    late: int = 0
+    alerts: int = 0
+
+
+class ReadingPipeline:
+    """Validates and scores batches of raw messages. Created once per worker with its `Scorer`."""
+
+    def __init__(
+        self,
+        scorer: Scorer,
+        limits: ValidationLimits | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.scorer = scorer
+        self.limits = limits or ValidationLimits()
+        self._clock = clock
+
+    def process(self, batch: Sequence[Inbound], store: StateStore) -> BatchResult:
+        result = BatchResult()
+        now = self._clock()
+        # Per message: its readings' slots (filled after scoring) and whether it was an envelope.
+        slots: list[list[ScoredReading | None]] = []
+        batched: list[bool] = []
+        by_device: dict[str, tuple[int, list[tuple[int, int, SensorReading]]]] = {}
+        for index, message in enumerate(batch):
+            parsed = parse_message(message.value, now, self.limits)
+            for rejection in parsed.rejections:
+                letter = DeadLetter(
+                    original=rejection.original
+                    if rejection.original is not None
+                    else (message.value or b""),
+                    error_class=rejection.error_class,
+                    reason=rejection.reason,
+                    origin_topic=message.topic,
+                    origin_partition=message.partition,
+                    origin_offset=message.offset,
+                    key=message.key,
+                    extra={} if rejection.index is None else {"batch.index": str(rejection.index)},
+                )
+                result.outbound.append(
+                    Outbound("dlq", message.key, letter.original, letter.headers())
+                )
+            result.dead_letters += len(parsed.rejections)
+            slots.append([None] * len(parsed.readings))
+            batched.append(parsed.batched)
+            for position, reading in enumerate(parsed.readings):
+                entry = by_device.get(reading.device_id)
+                if entry is None:
+                    entry = by_device[reading.device_id] = (index, [])
+                entry[1].append((index, position, reading))
+        for device_id, (origin, items) in by_device.items():
+            state = store.load(device_id, origin) or self.scorer.new_state(device_id)
+            scored = self.scorer.score(state, [reading for _, _, reading in items])
+            store.save(device_id, state, origin)
+            for (index, position, _), outcome in zip(items, scored, strict=True):
+                slots[index][position] = outcome
+        scored_at = self._clock()
+        model_ids = self.scorer.model_ids
+        for index, message_slots in enumerate(slots):
+            if not message_slots:
+                continue
+            predictions = []
+            for outcome in message_slots:
+                assert outcome is not None
+                result.scored.append(outcome)
+                predictions.append(_prediction_wire(outcome, model_ids, scored_at))
+                for alert in outcome.alerts:
+                    wire = alert.to_wire()
+                    wire["scored_at"] = scored_at
+                    result.outbound.append(
+                        Outbound("alerts", alert.device_id.encode(), orjson.dumps(wire))
+                    )
+                    result.alerts += 1
+                if outcome.late:
+                    result.late += 1
+                    result.outbound.append(
+                        Outbound("late", batch[index].key, orjson.dumps(outcome.reading.to_wire()))
+                    )
+            value = {"predictions": predictions} if batched[index] else predictions[0]
+            result.outbound.append(Outbound("predictions", batch[index].key, orjson.dumps(value)))
+            result.readings += len(message_slots)
+        return result
+
+
+def _prediction_wire(
+    outcome: ScoredReading, model_ids: dict[str, str], scored_at: float
+) -> dict[str, object]:
+    reading = outcome.reading
+    return Prediction(
+        device_id=reading.device_id,
+        ts=reading.ts,
+        seq=reading.seq,
+        anomaly_score=outcome.anomaly_score,
+        failure_prob=outcome.failure_prob,
+        models=model_ids,
+        late=outcome.late,
+        is_anomaly=outcome.is_anomaly,
+        sent_at=reading.sent_at,
+        scored_at=scored_at,
+    ).to_wire()

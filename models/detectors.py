@@ -1,0 +1,215 @@
+"""Online anomaly detectors that learn as they score, and never learn what they flag.
+
+`ResidualDetector` keeps, per device and metric, a small list of floats (no river objects, so
+per-device state serializes in microseconds): a fast and a slow exponentially weighted
+baseline with their residual variances, a short-term energy of standardized residuals (noise
+bursts), and the length of the current run of identical values with the learned chance of a
+repeat (stuck sensors). Each reading yields per-metric *evidence* in z units, the largest of:
+
+- `fast`:  |x - mu_fast| / sigma_fast — spikes and level shifts, right away;
+- `slow`:  |x - mu_slow| / sigma_slow — drifts and degradations that a fast baseline follows;
+- `noise`: the short-term RMS of fast residuals, mapped to the z with the same tail chance;
+- `stuck`: a run of r identical values has chance p0^r; mapped to the z with that chance.
+
+The guard: a metric whose evidence is over `guard_z` does not update its baselines, so a
+fault does not become the new normal; a metric held by the guard longer than `relearn_after`
+readings starts learning again (a genuine change of regime is accepted eventually).
+
+`AdaptiveThreshold` is the per-device decision rule: a decayed histogram of the device's own
+scores on normal readings, threshold = that quantile + margin, clamped to [floor, ceiling].
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+__all__ = [
+    "EVIDENCE",
+    "AdaptiveThreshold",
+    "DetectorConfig",
+    "ResidualDetector",
+    "evidence_to_score",
+]
+
+EVIDENCE = ("fast", "slow", "noise", "stuck")
+
+# per-metric state layout
+_MF, _VF, _MS, _VS, _N, _LAST, _RUN, _P0, _EN, _HELD = range(10)
+_WIDTH = 10
+_SQRT2 = math.sqrt(2.0)
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorConfig:
+    """Rates are per reading (the detector follows the reading sequence, features event time)."""
+
+    alpha_fast: float = 0.2
+    alpha_slow: float = 1.0 / 300.0
+    alpha_var: float = 1.0 / 200.0
+    alpha_energy: float = 0.3
+    alpha_p0: float = 1.0 / 500.0
+    warmup: int = 60
+    guard_z: float = 4.0
+    relearn_after: int = 900
+    p0_floor: float = 0.01
+    var_floor_rel: float = 1e-6
+    score_scale: float = 6.0
+
+
+def _tail_z(log_p: float) -> float:
+    """The |z| whose two-sided normal tail has log-probability `log_p` (approximation)."""
+    if log_p >= -0.01:
+        return 0.0
+    # tail ~ exp(-z²/2) / (z sqrt(pi/2)); invert with two fixed-point steps
+    z = math.sqrt(-2.0 * log_p)
+    for _ in range(2):
+        z = math.sqrt(max(0.0, -2.0 * (log_p + math.log(max(z, 1e-3) * 1.2533141373155))))
+    return z
+
+
+def evidence_to_score(z: float, scale: float) -> float:
+    """Map evidence in z units to a score in [0, 1): z²/(z² + scale²)."""
+    zz = z * z
+    return zz / (zz + scale * scale)
+
+
+class ResidualDetector:
+    """Per-metric residual detector; its state is a list of floats owned by the device.
+
+    Usually one per `Scorer`: `new_metric_state(x)`, then `score_one(state, x)` returns the
+    evidence tuple, and `learn_one(state, x, evidence)` updates unless the guard holds.
+    """
+
+    def __init__(self, config: DetectorConfig | None = None) -> None:
+        self.config = config or DetectorConfig()
+        c = self.config
+        self._af = c.alpha_fast
+        self._as = c.alpha_slow
+        self._av = c.alpha_var
+        self._ae = c.alpha_energy
+        self._ap = c.alpha_p0
+
+    def new_metric_state(self, x: float) -> list[float]:
+        return [x, 0.0, x, 0.0, 0.0, x, 0.0, 0.05, 1.0, 0.0]
+
+    def score_one(self, s: list[float], x: float) -> tuple[float, float, float, float]:
+        """Evidence (fast, slow, noise, stuck) in z units; (0, 0, 0, 0) while warming up."""
+        if s[_N] < self.config.warmup:
+            return 0.0, 0.0, 0.0, 0.0
+        floor = self.config.var_floor_rel * (1.0 + abs(s[_MS])) ** 2
+        vf = s[_VF] if s[_VF] > floor else floor
+        vs = s[_VS] if s[_VS] > floor else floor
+        rf = x - s[_MF]
+        zf = abs(rf) / math.sqrt(vf)
+        zs = abs(x - s[_MS]) / math.sqrt(vs)
+        # short-term energy of standardized residuals, as if this one were included
+        en = s[_EN] + self._ae * (rf * rf / vf - s[_EN])
+        zn = _energy_z(en, self._ae)
+        run = s[_RUN] + 1.0 if x == s[_LAST] else 0.0
+        p0 = s[_P0] if s[_P0] > self.config.p0_floor else self.config.p0_floor
+        zst = _tail_z(run * math.log(p0)) if run >= 2.0 else 0.0
+        return zf, zs, zn, zst
+
+    def learn_one(self, s: list[float], x: float, evidence: float) -> bool:
+        """Update with `x` unless its evidence is over the guard; returns whether it learned."""
+        c = self.config
+        repeat = x == s[_LAST]
+        s[_RUN] = s[_RUN] + 1.0 if repeat else 0.0
+        s[_LAST] = x
+        warm = s[_N] >= c.warmup
+        if warm and evidence > c.guard_z and s[_HELD] < c.relearn_after:
+            s[_HELD] += 1.0
+            return False
+        s[_HELD] = 0.0
+        s[_N] += 1.0
+        rf = x - s[_MF]
+        rs = x - s[_MS]
+        if s[_N] <= 2.0:
+            s[_MF] = s[_MS] = x
+            return True
+        # warm-up uses faster variance learning so the first scores are calibrated
+        av = max(self._av, 1.0 / s[_N]) if not warm else self._av
+        s[_VF] += av * (rf * rf - s[_VF])
+        s[_VS] += av * (rs * rs - s[_VS])
+        s[_MF] += self._af * rf
+        s[_MS] += max(self._as, 1.0 / s[_N]) * rs
+        vf = s[_VF] if s[_VF] > 0.0 else 1.0
+        s[_EN] += self._ae * (rf * rf / vf - s[_EN])
+        s[_P0] += self._ap * ((1.0 if repeat else 0.0) - s[_P0])
+        return True
+
+
+def _energy_z(energy: float, alpha: float) -> float:
+    """Map an EW mean of squared standard normals to a z with a similar tail chance.
+
+    The EW mean of chi2(1) has mean 1 and variance ≈ 2alpha/(2-alpha); a Wilson-Hilferty cube-root
+    transform with that variance gives an approximately normal statistic.
+    """
+    if energy <= 1.0:
+        return 0.0
+    k = (2.0 - alpha) / alpha  # effective degrees of freedom
+    # (E/1)^(1/3) ~ N(1 - 2/(9k), 2/(9k))
+    v = 2.0 / (9.0 * k)
+    return max(0.0, (energy ** (1.0 / 3.0) - (1.0 - v)) / math.sqrt(v))
+
+
+class AdaptiveThreshold:
+    """Per-device threshold: a decayed histogram of the device's own normal-reading scores.
+
+    `threshold(h) = clamp(quantile_q(h) + margin, floor, ceiling)`; only readings not flagged
+    are added (`learn_one`), so a long incident does not raise its own bar. The histogram is a
+    list of `bins` floats in the device state.
+    """
+
+    def __init__(
+        self,
+        *,
+        bins: int = 40,
+        quantile: float = 0.999,
+        margin: float = 0.05,
+        floor: float = 0.5,
+        ceiling: float = 0.8,
+        decay: float = 1.0 / 5000.0,
+        min_count: float = 200.0,
+        every: int = 50,
+    ) -> None:
+        if not 0.0 < quantile < 1.0 or not 0.0 <= floor <= ceiling <= 1.0:
+            raise ValueError("need 0 < quantile < 1 and 0 <= floor <= ceiling <= 1")
+        self.bins = bins
+        self.quantile = quantile
+        self.margin = margin
+        self.floor = floor
+        self.ceiling = ceiling
+        self.every = every
+        self.keep = (1.0 - decay) ** every  # decay is per reading, applied every `every`
+        self.min_count = min_count
+
+    def new_state(self) -> list[float]:
+        return [0.0] * (self.bins + 1)  # last slot: the cached threshold
+
+    def threshold(self, h: list[float]) -> float:
+        return h[-1] if h[-1] > 0.0 else self.floor
+
+    def learn_one(self, h: list[float], score: float, n: int) -> None:
+        """Add the `n`-th normal score; decay and recompute the threshold every `every`."""
+        b = int(score * self.bins)
+        h[b if b < self.bins else self.bins - 1] += 1.0
+        if n % self.every == 0:
+            keep = self.keep
+            total = 0.0
+            for i in range(self.bins):
+                h[i] *= keep
+                total += h[i]
+            if total < self.min_count:
+                h[-1] = self.floor
+                return
+            target = self.quantile * total
+            acc = 0.0
+            q = 1.0
+            for i in range(self.bins):
+                acc += h[i]
+                if acc >= target:
+                    q = (i + 1) / self.bins
+                    break
+            h[-1] = min(self.ceiling, max(self.floor, q + self.margin))

@@ -1,0 +1,363 @@
+"""Windowed features per device and per metric, in event time only (no wall clock anywhere).
+
+For every metric of every reading, each configured window (default: 10 s and 60 s of event
+time; count windows such as the last 20 readings for slow sensors) yields
+`mean, std, min, max, slope, roc, ewma, z`, after the reading's own `value`:
+
+- `slope`: least-squares slope over the window (units per second of event time);
+- `roc`: (last - first) / (t_last - t_first) across the window;
+- `ewma`: exponentially weighted mean, time constant = the window's length;
+- `z`: the reading against its window *without* itself, `(x - mean') / std'`.
+
+Readings within `grace_s` of the device's watermark (its largest event time so far) are
+inserted in event-time order even when they arrive out of order. Older ones are *late*: they
+are featurized against the current windows but change nothing. A device silent for longer
+than `idle_timeout_s` of event time has its windows reset (`DeviceFeatures.reset`), and a
+metric not seen for that long is dropped, so devices may change their metric set over time.
+
+Usually created once per process as `FeatureExtractor(FeatureConfig())`; per-device state is
+`extractor.new_state()`, updated with `extractor.update(state, reading)`.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from models.aggregators import Ewma, Mean, Moments, Slope, Std
+from topics.records import SensorReading
+
+__all__ = [
+    "PER_WINDOW",
+    "DeviceFeatures",
+    "FeatureConfig",
+    "FeatureExtractor",
+    "FeatureRow",
+    "MetricWindows",
+    "WindowSpec",
+]
+
+PER_WINDOW = ("mean", "std", "min", "max", "slope", "roc", "ewma", "z")
+_K = len(PER_WINDOW)
+_REBASE_EVERY = 1024  # exact recompute of running sums every N updates (bounds float drift)
+_TRIM_SLACK = 32  # trim the buffer's unused prefix in chunks, not on every reading
+_Z_STD_FLOOR = 1e-9
+
+_MOMENTS = Moments()
+_MEAN = Mean()
+_STD = Std()
+_SLOPE = Slope()
+
+
+@dataclass(frozen=True, slots=True)
+class WindowSpec:
+    """One window: `size` seconds of event time (`kind="time"`) or the last `size` readings."""
+
+    size: float
+    kind: Literal["time", "count"] = "time"
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("time", "count"):
+            raise ValueError(f"window kind must be 'time' or 'count', got {self.kind!r}")
+        if self.size <= 0 or (self.kind == "count" and (self.size < 2 or self.size % 1)):
+            raise ValueError(f"bad window size {self.size!r} for kind {self.kind!r}")
+
+    @property
+    def name(self) -> str:
+        return f"{self.size:g}s" if self.kind == "time" else f"{int(self.size)}n"
+
+    @classmethod
+    def parse(cls, text: str) -> WindowSpec:
+        """`"10s"` → 10 s of event time; `"20n"` → the last 20 readings."""
+        text = text.strip()
+        if text.endswith("s"):
+            return cls(float(text[:-1]), "time")
+        if text.endswith("n"):
+            return cls(float(int(text[:-1])), "count")
+        raise ValueError(f"window {text!r}: use '<seconds>s' or '<count>n', e.g. '10s', '20n'")
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureConfig:
+    """Which windows, how much out-of-order grace, when a silent device counts as idle."""
+
+    windows: tuple[WindowSpec, ...] = (WindowSpec(10.0), WindowSpec(60.0))
+    grace_s: float = 5.0
+    idle_timeout_s: float = 600.0
+
+    def __post_init__(self) -> None:
+        if not self.windows:
+            raise ValueError("at least one window is required")
+        if self.grace_s < 0 or self.idle_timeout_s <= 0:
+            raise ValueError("grace_s must be >= 0 and idle_timeout_s > 0")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Names of one metric's feature vector: `value`, then `<feature>_<window>`."""
+        out = ["value"]
+        for w in self.windows:
+            out.extend(f"{f}_{w.name}" for f in PER_WINDOW)
+        return tuple(out)
+
+    def index(self, feature: str, window: int = 0) -> int:
+        """Position of `feature` of window number `window` in a metric's vector."""
+        return 1 + window * _K + PER_WINDOW.index(feature)
+
+
+class MetricWindows:
+    """One metric's sorted event-time buffer and, per window, running moments and an EWMA.
+
+    `ts`/`vs` hold the points any window still needs, sorted by event time; window `k` covers
+    `ts[start[k]:]`. Created by `FeatureExtractor`; not usually used directly.
+    """
+
+    __slots__ = ("ewma", "last_ts", "moments", "start", "ts", "updates", "vs")
+
+    def __init__(self, n_windows: int) -> None:
+        self.ts: list[float] = []
+        self.vs: list[float] = []
+        self.start: list[int] = [0] * n_windows
+        self.moments: list[list[float]] = [_MOMENTS.initialize() for _ in range(n_windows)]
+        self.ewma: list[list[float]] = [[0.0, -math.inf, 0.0] for _ in range(n_windows)]
+        self.last_ts = -math.inf
+        self.updates = 0
+
+    # --- serialization: a header of ints and a flat list of floats --------------------------
+    def dump(self, floats: list[float]) -> list[int]:
+        floats.extend(self.ts)
+        floats.extend(self.vs)
+        for m in self.moments:
+            floats.extend(m)
+        for e in self.ewma:
+            floats.extend(e)
+        floats.append(self.last_ts)
+        return [len(self.ts), self.updates, *self.start]
+
+    @classmethod
+    def load(cls, header: list[int], floats: list[float], pos: int) -> tuple[MetricWindows, int]:
+        n, updates, *start = header
+        mw = cls(len(start))
+        mw.ts = floats[pos : pos + n]
+        pos += n
+        mw.vs = floats[pos : pos + n]
+        pos += n
+        for m in mw.moments:
+            m[:] = floats[pos : pos + 8]
+            pos += 8
+        for e in mw.ewma:
+            e[:] = floats[pos : pos + 3]
+            pos += 3
+        mw.last_ts = floats[pos]
+        mw.updates = updates
+        mw.start = list(start)
+        return mw, pos + 1
+
+
+@dataclass(slots=True)
+class FeatureRow:
+    """The features of one reading: per metric, a vector named by `FeatureConfig.names`."""
+
+    device_id: str
+    ts: float
+    seq: int
+    late: bool
+    metrics: dict[str, list[float]]
+
+
+@dataclass(slots=True)
+class DeviceFeatures:
+    """One device's feature state: its watermark and one `MetricWindows` per metric."""
+
+    watermark: float = -math.inf
+    metrics: dict[str, MetricWindows] = field(default_factory=dict)
+    readings: int = 0
+
+    def is_idle(self, now_event_ts: float, idle_timeout_s: float) -> bool:
+        return self.readings > 0 and now_event_ts - self.watermark > idle_timeout_s
+
+    def reset(self) -> None:
+        """Forget every window (the device went idle); the watermark stays."""
+        self.metrics.clear()
+
+    def dump(self) -> tuple[dict[str, Any], list[float]]:
+        floats: list[float] = [self.watermark]
+        headers = {name: mw.dump(floats) for name, mw in self.metrics.items()}
+        return {"r": self.readings, "m": headers}, floats
+
+    @classmethod
+    def load(cls, header: dict[str, Any], floats: list[float], pos: int) -> tuple[Any, int]:
+        state = cls(watermark=floats[pos], readings=int(header["r"]))
+        pos += 1
+        for name, mh in header["m"].items():
+            state.metrics[name], pos = MetricWindows.load(mh, floats, pos)
+        return state, pos
+
+
+class FeatureExtractor:
+    """Computes `FeatureRow`s from readings, mutating a `DeviceFeatures` per device.
+
+    Pure event time: replaying a topic at any speed gives bit-identical features.
+    """
+
+    def __init__(self, config: FeatureConfig | None = None) -> None:
+        self.config = config or FeatureConfig()
+        self.names = self.config.names
+        self.width = len(self.names)
+        self._windows = self.config.windows
+        self._time = [w.kind == "time" for w in self._windows]
+        self._sizes = [w.size for w in self._windows]
+        self._ewmas = [
+            Ewma(tau=w.size) if w.kind == "time" else Ewma(span=int(w.size)) for w in self._windows
+        ]
+        self._grace = self.config.grace_s
+        self._idle = self.config.idle_timeout_s
+
+    def new_state(self) -> DeviceFeatures:
+        return DeviceFeatures()
+
+    def is_late(self, state: DeviceFeatures, ts: float) -> bool:
+        return ts < state.watermark - self._grace
+
+    def update(self, state: DeviceFeatures, reading: SensorReading) -> FeatureRow:
+        """Featurize one reading; inserts it into the windows unless it is late."""
+        ts = reading.ts
+        late = ts < state.watermark - self._grace
+        out: dict[str, list[float]] = {}
+        if late:
+            for name, x in reading.metrics.items():
+                mw = state.metrics.get(name)
+                out[name] = self._peek(mw, ts, x)
+            return FeatureRow(reading.device_id, ts, reading.seq, True, out)
+        if ts - state.watermark > self._idle and state.readings:
+            state.reset()
+        if ts > state.watermark:
+            state.watermark = ts
+        state.readings += 1
+        wm = state.watermark
+        metrics = state.metrics
+        for name, x in reading.metrics.items():
+            mw = metrics.get(name)
+            if mw is None:
+                mw = metrics[name] = MetricWindows(len(self._windows))
+                self._drop_stale(state)
+            out[name] = self._update(mw, ts, x, wm)
+        return FeatureRow(reading.device_id, ts, reading.seq, False, out)
+
+    def _drop_stale(self, state: DeviceFeatures) -> None:
+        cutoff = state.watermark - self._idle
+        for name in [n for n, mw in state.metrics.items() if mw.last_ts < cutoff and mw.ts]:
+            del state.metrics[name]
+
+    def _update(self, mw: MetricWindows, ts: float, x: float, wm: float) -> list[float]:
+        tl = mw.ts
+        vl = mw.vs
+        n = len(tl)
+        if n == 0 or ts >= tl[-1]:
+            tl.append(ts)
+            vl.append(x)
+            pos = n
+        else:
+            pos = bisect_right(tl, ts)
+            tl.insert(pos, ts)
+            vl.insert(pos, x)
+        if ts > mw.last_ts:
+            mw.last_ts = ts
+        mw.updates += 1
+        rebase = mw.updates % _REBASE_EVERY == 0
+        feats = [x]
+        starts = mw.start
+        n = len(tl)
+        for k in range(len(starts)):
+            m = mw.moments[k]
+            s = starts[k]
+            inside = pos >= s
+            if inside:
+                _MOMENTS.agg(m, ts, x)
+            else:
+                s += 1
+            if self._time[k]:
+                cutoff = wm - self._sizes[k]
+                while s < n and tl[s] <= cutoff:
+                    if s == pos:
+                        inside = False
+                    _MOMENTS.retract(m, tl[s], vl[s])
+                    s += 1
+            else:
+                size = self._sizes[k]
+                while n - s > size:
+                    if s == pos:
+                        inside = False
+                    _MOMENTS.retract(m, tl[s], vl[s])
+                    s += 1
+            starts[k] = s
+            if rebase:
+                _MOMENTS.rebase(m, tl[s:], vl[s:])
+            e = mw.ewma[k]
+            self._ewmas[k].agg(e, ts, x)
+            self._window_features(feats, m, tl, vl, s, x, e[0], inside)
+        low = min(starts)
+        if low > _TRIM_SLACK:
+            del tl[:low]
+            del vl[:low]
+            for k in range(len(starts)):
+                starts[k] -= low
+        return feats
+
+    def _peek(self, mw: MetricWindows | None, ts: float, x: float) -> list[float]:
+        """Features of a late point against the current windows, changing nothing."""
+        feats = [x]
+        if mw is None:
+            feats.extend([x, 0.0, x, x, 0.0, 0.0, x, 0.0] * len(self._windows))
+            return feats
+        for k, s in enumerate(mw.start):
+            e = mw.ewma[k]
+            self._window_features(
+                feats, mw.moments[k], mw.ts, mw.vs, s, x, e[0] if e[2] else x, False
+            )
+        return feats
+
+    @staticmethod
+    def _window_features(
+        feats: list[float],
+        m: list[float],
+        tl: list[float],
+        vl: list[float],
+        s: int,
+        x: float,
+        ewma: float,
+        inside: bool,
+    ) -> None:
+        n = m[0]
+        if n <= 0.0:
+            feats.extend((x, 0.0, x, x, 0.0, 0.0, ewma, 0.0))
+            return
+        x0 = m[7]
+        mean = x0 + m[1] / n
+        std = _STD.result(m)
+        slope = _SLOPE.result(m)
+        window = vl[s:]
+        lo = min(window)
+        hi = max(window)
+        span = tl[-1] - tl[s]
+        roc = (vl[-1] - vl[s]) / span if span > 0.0 else 0.0
+        # z of x against the window without x itself
+        if inside:
+            xr = x - x0
+            ne = n - 1.0
+            sx = m[1] - xr
+            sxx = m[2] - xr * xr
+        else:
+            xr = x - x0
+            ne = n
+            sx = m[1]
+            sxx = m[2]
+        if ne >= 2.0:
+            me = sx / ne
+            var = sxx / ne - me * me
+            sd = math.sqrt(var) if var > 0.0 else 0.0
+            z = (xr - me) / sd if sd > _Z_STD_FLOOR * (1.0 + abs(x0 + me)) else 0.0
+        else:
+            z = 0.0
+        feats.extend((mean, std, lo, hi, slope, roc, ewma, z))

@@ -1,0 +1,424 @@
+"""The Scorer: features → online anomaly detection → adaptive threshold → alerts → failure risk.
+
+One `Scorer` per worker process holds what is shared (configuration, the ONNX failure model,
+the online failure classifier); each device has a small `DeviceState` (windows, detector
+baselines, threshold histogram, alert bookkeeping, a few label rows) that lives in the worker's
+table and round-trips through `to_bytes`/`from_bytes` exactly (future scores are identical).
+
+    scorer = Scorer()                        # loads the promoted failure model if registered
+    state = scorer.new_state("dev-0001")
+    scored = scorer.score(state, readings)   # readings of one device, in arrival order
+    many = scorer.score_many([(state_a, batch_a), (state_b, batch_b)])  # one ONNX call
+
+Everything is event time: replaying a topic at full speed gives the same outputs as live.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from array import array
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import orjson
+
+from models.alerting import AlertPolicy, AlertState
+from models.detectors import (
+    EVIDENCE,
+    AdaptiveThreshold,
+    DetectorConfig,
+    ResidualDetector,
+    evidence_to_score,
+)
+from models.failure import FailureInputs, OnlineFailureModel, failure_inputs
+from models.features import DeviceFeatures, FeatureConfig, FeatureExtractor, FeatureRow
+from topics.records import AlertDriver, AnomalyAlert, MaintenanceEvent, SensorReading
+
+__all__ = [
+    "DeviceState",
+    "FailureModel",
+    "ScoredReading",
+    "Scorer",
+    "ScorerConfig",
+]
+
+_MAGIC = b"EDS1"
+_HEAD = struct.Struct("<4sI")
+_DETECTOR_WIDTH = 10
+FAILURE_MODEL_ID = "failure-gbm"
+ANOMALY_MODEL_REF = "residual-ensemble@1"
+
+
+class FailureModel(Protocol):
+    """What the Scorer needs of an offline failure model (a registry `ModelHandle` fits)."""
+
+    @property
+    def ref(self) -> str: ...
+
+    def predict(self, features: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ScorerConfig:
+    """Everything tunable about scoring. Frozen; the defaults are the tuned values."""
+
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    alerts: AlertPolicy = field(default_factory=AlertPolicy)
+    threshold_floor: float = 0.5
+    threshold_ceiling: float = 0.8
+    threshold_quantile: float = 0.999
+    threshold_margin: float = 0.05
+    threshold_refresh: int = 50
+    failure_horizon_s: float = 300.0
+    label_every_s: float = 30.0
+    label_delay_s: float = 300.0
+    online_weight_max: float = 0.5
+    online_weight_failures: int = 20
+    drivers: int = 3
+
+
+@dataclass(slots=True)
+class ScoredReading:
+    """One reading's outputs. `alerts` holds lifecycle events this reading caused (0-2)."""
+
+    reading: SensorReading
+    anomaly_score: float
+    failure_prob: float
+    is_anomaly: bool
+    late: bool
+    alerts: list[AnomalyAlert]
+    threshold: float = 0.0
+    failure_row: list[float] | None = None
+
+
+class DeviceState:
+    """One device's scoring state. Created by `Scorer.new_state`; stored via `to_bytes`."""
+
+    __slots__ = (
+        "alert",
+        "detectors",
+        "device_id",
+        "features",
+        "last_row_ts",
+        "n",
+        "rows",
+        "threshold",
+    )
+
+    def __init__(self, device_id: str, threshold_bins: int) -> None:
+        self.device_id = device_id
+        self.features = DeviceFeatures()
+        self.detectors: dict[str, list[float]] = {}
+        self.threshold: list[float] = [0.0] * (threshold_bins + 1)
+        self.alert = AlertState()
+        self.rows: list[list[float]] = []  # [ts, *failure inputs] label buffer
+        self.last_row_ts = -math.inf
+        self.n = 0
+
+    def is_idle(self, now_event_ts: float, idle_timeout_s: float = 600.0) -> bool:
+        """True when the device's last event is older than `idle_timeout_s` of event time."""
+        return self.features.is_idle(now_event_ts, idle_timeout_s)
+
+    @property
+    def watermark(self) -> float:
+        return self.features.watermark
+
+    def to_bytes(self) -> bytes:
+        fheader, floats = self.features.dump()
+        names = list(self.detectors)
+        for name in names:
+            floats.extend(self.detectors[name])
+        floats.extend(self.threshold)
+        width = len(self.rows[0]) if self.rows else 0
+        for row in self.rows:
+            floats.extend(row)
+        floats.append(self.last_row_ts)
+        header = orjson.dumps(
+            {
+                "id": self.device_id,
+                "n": self.n,
+                "f": fheader,
+                "d": names,
+                "t": len(self.threshold),
+                "r": [len(self.rows), width],
+                "a": self.alert.to_obj(),
+            }
+        )
+        return _HEAD.pack(_MAGIC, len(header)) + header + array("d", floats).tobytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> DeviceState:
+        magic, size = _HEAD.unpack_from(data)
+        if magic != _MAGIC:
+            raise ValueError(f"not a DeviceState (magic {magic!r}, expected {_MAGIC!r})")
+        header: dict[str, Any] = orjson.loads(data[_HEAD.size : _HEAD.size + size])
+        floats = array("d", data[_HEAD.size + size :]).tolist()
+        state = cls(str(header["id"]), int(header["t"]) - 1)
+        state.n = int(header["n"])
+        state.features, pos = DeviceFeatures.load(header["f"], floats, 0)
+        for name in header["d"]:
+            state.detectors[name] = floats[pos : pos + _DETECTOR_WIDTH]
+            pos += _DETECTOR_WIDTH
+        t = int(header["t"])
+        state.threshold = floats[pos : pos + t]
+        pos += t
+        nrows, width = header["r"]
+        for _ in range(nrows):
+            state.rows.append(floats[pos : pos + width])
+            pos += width
+        state.last_row_ts = floats[pos]
+        state.alert = AlertState.from_obj(header["a"])
+        return state
+
+
+class Scorer:
+    """Scores readings per device; one per worker process. See the module docstring.
+
+    `failure_model`: an object with `predict((n, k) float32) -> (n,)` and `ref` (a registry
+    `ModelHandle`); by default the promoted `failure-gbm` from `ModelRegistry(registry_root)`
+    when one is registered, else none (failure risk then comes from the online model only).
+    """
+
+    def __init__(
+        self,
+        config: ScorerConfig | None = None,
+        *,
+        failure_model: FailureModel | None = None,
+        registry_root: Path | None = None,
+        load_registry: bool = True,
+        keep_failure_rows: bool = False,
+    ) -> None:
+        self.config = config or ScorerConfig()
+        c = self.config
+        self.extractor = FeatureExtractor(c.features)
+        self.detector = ResidualDetector(c.detector)
+        self.thresholds = AdaptiveThreshold(
+            quantile=c.threshold_quantile,
+            margin=c.threshold_margin,
+            floor=c.threshold_floor,
+            ceiling=c.threshold_ceiling,
+            every=c.threshold_refresh,
+        )
+        self.alerts = c.alerts
+        if failure_model is None and load_registry:
+            failure_model = _load_promoted(registry_root)
+        self.failure_model = failure_model
+        names = _model_inputs(failure_model) or failure_inputs()
+        self.failure_inputs = FailureInputs(names, c.features)
+        self.online = OnlineFailureModel(self.failure_inputs.names)
+        self.keep_failure_rows = keep_failure_rows
+        self._pending: dict[str, list[MaintenanceEvent]] = defaultdict(list)
+        self._scale = c.detector.score_scale
+        self.model_ids: dict[str, str] = {"anomaly": ANOMALY_MODEL_REF}
+        if failure_model is not None:
+            self.model_ids["failure"] = failure_model.ref
+        self.model_ids["failure_online"] = "failure-online@river"
+
+    # --- state ------------------------------------------------------------------------------
+    def new_state(self, device_id: str) -> DeviceState:
+        return DeviceState(device_id, self.thresholds.bins)
+
+    def is_idle(self, state: DeviceState, now_event_ts: float) -> bool:
+        return state.is_idle(now_event_ts, self.config.features.idle_timeout_s)
+
+    def expire(self, state: DeviceState, now_event_ts: float) -> list[AnomalyAlert]:
+        """Close an idle device: resolve its open alert and reset its windows.
+
+        The worker calls this for devices where `is_idle(state, now)` holds (now = the stream's
+        event-time watermark); the detector baselines and threshold are kept (they describe the
+        device's normal, which survives a pause), the windows are not.
+        """
+        if not self.is_idle(state, now_event_ts):
+            return []
+        state.features.reset()
+        alert = self.alerts.close(state.alert, state.device_id, state.watermark, -1, 0.0)
+        return [alert] if alert is not None else []
+
+    # --- scoring ----------------------------------------------------------------------------
+    def score(self, state: DeviceState, readings: Sequence[SensorReading]) -> list[ScoredReading]:
+        """Score readings of ONE device in arrival order; mutates `state`."""
+        out, rows = self._score_device(state, readings)
+        self._fill_failure(out, rows)
+        return out
+
+    def score_many(
+        self, batch: Sequence[tuple[DeviceState, Sequence[SensorReading]]]
+    ) -> list[list[ScoredReading]]:
+        """Score several devices' readings with ONE failure-model call for the whole batch."""
+        results: list[list[ScoredReading]] = []
+        flat: list[ScoredReading] = []
+        rows: list[list[float]] = []
+        for state, readings in batch:
+            out, r = self._score_device(state, readings)
+            results.append(out)
+            flat.extend(out)
+            rows.extend(r)
+        self._fill_failure(flat, rows)
+        return results
+
+    def _score_device(
+        self, state: DeviceState, readings: Sequence[SensorReading]
+    ) -> tuple[list[ScoredReading], list[list[float]]]:
+        pending = self._pending.pop(state.device_id, None) if self._pending else None
+        if pending:
+            for event in pending:
+                self._apply_maintenance(state, event)
+        out: list[ScoredReading] = []
+        rows: list[list[float]] = []
+        for reading in readings:
+            scored, row = self._score_one(state, reading)
+            out.append(scored)
+            rows.append(row)
+        return out, rows
+
+    def _score_one(
+        self, state: DeviceState, reading: SensorReading
+    ) -> tuple[ScoredReading, list[float]]:
+        feats = self.extractor.update(state.features, reading)
+        late = feats.late
+        det = self.detector
+        detectors = state.detectors
+        evidence: dict[str, float] = {}
+        best = 0.0
+        for name, x in reading.metrics.items():
+            s = detectors.get(name)
+            if s is None:
+                s = detectors[name] = det.new_metric_state(x)
+            ev = det.score_one(s, x)
+            e = max(ev)
+            evidence[name] = e
+            if e > best:
+                best = e
+            if not late:
+                det.learn_one(s, x, e)
+        score = evidence_to_score(best, self._scale)
+        threshold = self.thresholds.threshold(state.threshold)
+        is_anomaly = score > threshold
+        alerts: list[AnomalyAlert] = []
+        if not late:
+            state.n += 1
+            if not is_anomaly:
+                self.thresholds.learn_one(state.threshold, score, state.n)
+            alert = self.alerts.update(
+                state.alert,
+                device_id=reading.device_id,
+                ts=reading.ts,
+                seq=reading.seq,
+                score=score,
+                threshold=threshold,
+                is_anomaly=is_anomaly,
+                drivers=lambda: self._drivers(state, feats),
+                site=reading.site,
+                sent_at=reading.sent_at,
+            )
+            if alert is not None:
+                alerts.append(alert)
+        row = self.failure_inputs.row(feats, detectors, evidence, score)
+        if not late:
+            self._buffer_row(state, reading.ts, row)
+        scored = ScoredReading(
+            reading=reading,
+            anomaly_score=score,
+            failure_prob=0.0,
+            is_anomaly=is_anomaly,
+            late=late,
+            alerts=alerts,
+            threshold=threshold,
+            failure_row=row if self.keep_failure_rows else None,
+        )
+        return scored, row
+
+    def _drivers(self, state: DeviceState, feats: FeatureRow) -> tuple[AlertDriver, ...]:
+        """The metrics with the largest evidence, named by the detector that fired."""
+        ranked: list[tuple[float, str, str, float]] = []
+        for name, vec in feats.metrics.items():
+            s = state.detectors.get(name)
+            if s is None:
+                continue
+            ev = self.detector.score_one(s, vec[0])
+            k = max(range(len(ev)), key=ev.__getitem__)
+            ranked.append((ev[k], name, EVIDENCE[k], vec[0]))
+        ranked.sort(reverse=True)
+        return tuple(
+            AlertDriver(metric=m, feature=f, value=v, zscore=round(z, 3))
+            for z, m, f, v in ranked[: self.config.drivers]
+        )
+
+    def _fill_failure(self, out: list[ScoredReading], rows: list[list[float]]) -> None:
+        if not out:
+            return
+        x = np.asarray(rows, dtype=np.float32)
+        prob = np.zeros(len(out))
+        offline_w = 0.0
+        if self.failure_model is not None:
+            prob = np.asarray(self.failure_model.predict(x), dtype=np.float64)
+            offline_w = 1.0
+        if self.online.ready:
+            c = self.config
+            w = min(c.online_weight_max, self.online.failures / c.online_weight_failures)
+            if offline_w == 0.0:
+                w = 1.0
+            if w > 0.0:
+                prob = (1.0 - w) * prob + w * self.online.predict(x.astype(np.float64))
+        for scored, p in zip(out, prob.tolist(), strict=True):
+            scored.failure_prob = p
+
+    # --- delayed labels ---------------------------------------------------------------------
+    def _buffer_row(self, state: DeviceState, ts: float, row: list[float]) -> None:
+        c = self.config
+        if ts - state.last_row_ts < c.label_every_s:
+            return
+        state.last_row_ts = ts
+        state.rows.append([ts, *row])
+        keep_after = ts - c.failure_horizon_s - c.label_delay_s
+        if state.rows[0][0] < keep_after:
+            old = [r for r in state.rows if r[0] < keep_after]
+            state.rows = [r for r in state.rows if r[0] >= keep_after]
+            self.online.learn_many([r[1:] for r in old], [False] * len(old))
+
+    def learn_maintenance(self, event: MaintenanceEvent, state: DeviceState | None = None) -> None:
+        """Learn from a maintenance event. With the device's `state` it applies now; without,
+        it is queued and applied at that device's next `score` call."""
+        if state is None:
+            self._pending[event.device_id].append(event)
+            return
+        self._apply_maintenance(state, event)
+
+    def _apply_maintenance(self, state: DeviceState, event: MaintenanceEvent) -> None:
+        if event.kind != "failure":
+            return
+        horizon_start = event.ts - self.config.failure_horizon_s
+        rows = [r for r in state.rows if r[0] < event.ts]
+        labels = [r[0] >= horizon_start for r in rows]
+        if rows:
+            self.online.learn_many([r[1:] for r in rows], labels)
+        self.online.failures += 1
+        state.rows = [r for r in state.rows if r[0] >= event.ts]
+
+
+def _model_inputs(model: FailureModel | None) -> tuple[str, ...] | None:
+    current = getattr(model, "current", None)
+    manifest = getattr(current, "manifest", None) or getattr(model, "manifest", None)
+    inputs = getattr(manifest, "inputs", None)
+    return tuple(inputs) if inputs else None
+
+
+def _load_promoted(root: Path | None) -> FailureModel | None:
+    """The promoted failure model from the registry, or None when none is registered."""
+    from models.manifest import UnknownModel, UnknownVersion
+    from models.registry import ModelRegistry
+
+    registry = ModelRegistry(root) if root is not None else ModelRegistry()
+    try:
+        if registry.promoted_version(FAILURE_MODEL_ID) is None:
+            return None
+        handle: FailureModel = registry.handle(FAILURE_MODEL_ID)
+    except (UnknownModel, UnknownVersion):
+        return None
+    return handle

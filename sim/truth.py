@@ -133,7 +133,7 @@ class RunSummary:
             "start_ts": self.start_ts,
             "end_ts": self.end_ts,
             "interval": self.interval,
-            "readings_per_device": self.readings_per_device,
+            "readings_per_device": dict(sorted(self.readings_per_device.items())),
             "malformed_by_kind": self.malformed_by_kind,
             "run_started_at": self.run_started_at,
             "run_finished_at": self.run_finished_at,

@@ -1,0 +1,66 @@
+"""Create the platform's topics on the broker if they are missing (idempotent).
+
+`ensure_topics(settings)` is what `edgeml simulate`, `edgeml replay` and the worker call before
+producing; it creates every spec in `topics.catalog.ALL_TOPICS` with its partitions (or
+`Settings.topic_partitions`) and configs, and leaves existing topics alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from app.errors import EdgeMLError
+from app.settings import Settings
+from topics.catalog import ALL_TOPICS, TopicSpec
+
+__all__ = ["BrokerUnavailable", "ensure_topics"]
+
+
+class BrokerUnavailable(EdgeMLError):
+    """The Kafka broker could not be reached or refused an admin request."""
+
+
+def ensure_topics(
+    settings: Settings, specs: Iterable[TopicSpec] = ALL_TOPICS, *, timeout_s: float = 15.0
+) -> list[str]:
+    """Create the missing topics; return the broker-side names that were created."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+    timeout_ms = int(timeout_s * 1000)
+    try:
+        admin = KafkaAdminClient(
+            **settings.kafka_client_config(),
+            client_id=f"{settings.app_id}-admin",
+            request_timeout_ms=timeout_ms,
+        )
+    except KafkaError as exc:
+        raise BrokerUnavailable(
+            f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}"
+        ) from None
+    try:
+        existing = set(admin.list_topics())
+        missing = [
+            NewTopic(
+                name=settings.topic(spec.name),
+                num_partitions=spec.partitions or settings.topic_partitions,
+                replication_factor=settings.topic_replication,
+                topic_configs=dict(spec.config),
+            )
+            for spec in specs
+            if settings.topic(spec.name) not in existing
+        ]
+        created: list[str] = []
+        for topic in missing:  # one by one: a concurrent creator only costs us that topic
+            try:
+                admin.create_topics([topic], timeout_ms=timeout_ms, wait_for_metadata=True)
+                created.append(topic.name)
+            except TopicAlreadyExistsError:
+                pass
+        return created
+    except KafkaError as exc:
+        raise BrokerUnavailable(
+            f"topic setup on {settings.bootstrap_servers} failed: {exc}"
+        ) from None
+    finally:
+        admin.close()

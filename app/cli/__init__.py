@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from app.cli import tail, worker
+from app.cli import evaluate, replay, simulate, tail, worker
 
 __all__ = ["cli", "main"]
 
@@ -24,6 +24,9 @@ def _root() -> None:
     """Edge ML streaming platform."""
 
 
+evaluate.add_to(cli)
+replay.add_to(cli)
+simulate.add_to(cli)
 tail.add_to(cli)
 worker.add_to(cli)
 

@@ -35,7 +35,7 @@ scheduled send time), in ms."""
 
 
 def add_to(cli: typer.Typer) -> None:
-    @cli.command(help=_HELP)
+    @cli.command(help=_HELP, short_help="Score a simulated run against its ground truth.")
     def evaluate(
         ground_truth: Path = typer.Option(  # noqa: B008
             ..., "--ground-truth", "-g", exists=True, dir_okay=False, help="Ground truth JSONL."

@@ -1,10 +1,10 @@
 """Alert lifecycle: one `open` alert when an incident starts, one `resolved` when it ends.
 
 An incident opens on the first anomalous reading (or after `open_after` consecutive ones) and
-resolves once the device has been normal for `resolve_after_readings` consecutive readings
-*and* `resolve_after_s` seconds of event time, so a flickering score gives one alert, not a
-storm. `alert_id` is `"<device_id>:<opened seq>"`: deterministic, so a replay or a restart
-that re-emits an alert can be deduplicated downstream.
+resolves once the device has been normal - score under `release` x threshold - for
+`resolve_after_readings` consecutive readings *and* `resolve_after_s` seconds of event time, so
+a flickering score gives one alert, not a storm. `alert_id` is `"<device_id>:<opened seq>"`:
+deterministic, so a replay or a restart that re-emits an alert can be deduplicated downstream.
 
 Severity comes from how far over its threshold the score went, as a fraction of the room
 above the threshold: `excess = (score - threshold) / (1 - threshold)`; below `warning_at` is
@@ -99,6 +99,7 @@ class AlertPolicy:
     open_after: int = 1
     resolve_after_readings: int = 30
     resolve_after_s: float = 30.0
+    release: float = 0.7
     warning_at: float = 0.25
     critical_at: float = 0.6
 
@@ -122,7 +123,13 @@ class AlertPolicy:
         site: str | None = None,
         sent_at: float | None = None,
     ) -> AnomalyAlert | None:
-        """Advance the lifecycle by one (in-order, non-late) reading; maybe emit an alert."""
+        """Advance the lifecycle by one (in-order, non-late) reading; maybe emit an alert.
+
+        While an incident is open, a reading counts as abnormal down to `release * threshold`
+        (two-level hysteresis), so a score hovering around the threshold keeps one incident.
+        """
+        if state.open and not is_anomaly and score >= self.release * threshold:
+            is_anomaly = True
         if is_anomaly:
             state.abnormal_run += 1
             state.normal_run = 0

@@ -51,9 +51,10 @@ class DetectorConfig:
     alpha_p0: float = 1.0 / 500.0
     warmup: int = 60
     guard_z: float = 4.0
-    relearn_after: int = 900
+    relearn_after: int = 1800
+    recentre_after: int = 10
     p0_floor: float = 0.01
-    var_floor_rel: float = 1e-6
+    var_floor_rel: float = 1e-10
     score_scale: float = 6.0
 
 
@@ -111,31 +112,53 @@ class ResidualDetector:
         zst = _tail_z(run * math.log(p0)) if run >= 2.0 else 0.0
         return zf, zs, zn, zst
 
-    def learn_one(self, s: list[float], x: float, evidence: float) -> bool:
-        """Update with `x` unless its evidence is over the guard; returns whether it learned."""
+    def learn_one(self, s: list[float], x: float, ev: tuple[float, float, float, float]) -> bool:
+        """Update with `x`; baselines skip what the guard flags. Returns whether all learned.
+
+        - short-term statistics (energy, run of repeats) always follow the data;
+        - the fast mean always moves, by a residual clipped to `guard_z` sigma for the first
+          `recentre_after` held readings (a spike barely moves it), then fully (it re-centres
+          after a lasting change, which the slow baseline keeps flagging);
+        - the fast variance, the slow mean and variance and the repeat chance skip readings
+          whose evidence is over `guard_z`; after `relearn_after` held readings they learn again.
+        """
         c = self.config
         repeat = x == s[_LAST]
         s[_RUN] = s[_RUN] + 1.0 if repeat else 0.0
         s[_LAST] = x
-        warm = s[_N] >= c.warmup
-        if warm and evidence > c.guard_z and s[_HELD] < c.relearn_after:
-            s[_HELD] += 1.0
-            return False
-        s[_HELD] = 0.0
-        s[_N] += 1.0
+        n = s[_N]
+        if n < 2.0:
+            s[_MF] = s[_MS] = x
+            s[_N] = n + 1.0
+            return True
+        warm = n >= c.warmup
+        zf, zs, zn, zst = ev
+        guard = c.guard_z
         rf = x - s[_MF]
         rs = x - s[_MS]
-        if s[_N] <= 2.0:
-            s[_MF] = s[_MS] = x
-            return True
-        # warm-up uses faster variance learning so the first scores are calibrated
-        av = max(self._av, 1.0 / s[_N]) if not warm else self._av
-        s[_VF] += av * (rf * rf - s[_VF])
+        vf = s[_VF]
+        # energy of standardized fast residuals (each term capped so one spike fades quickly)
+        if vf > 0.0:
+            e = rf * rf / vf
+            s[_EN] += self._ae * ((e if e < 100.0 else 100.0) - s[_EN])
+        held = warm and (zf > guard or zs > guard or zn > guard or zst > guard)
+        if held and s[_HELD] < c.relearn_after:
+            s[_HELD] += 1.0
+            # the fast mean still moves, clipped at first, fully once the change has lasted
+            if s[_HELD] > c.recentre_after:
+                s[_MF] += self._af * rf
+            else:
+                lim = guard * math.sqrt(vf) if vf > 0.0 else abs(rf)
+                s[_MF] += self._af * (rf if -lim <= rf <= lim else (lim if rf > 0 else -lim))
+            return False
+        s[_HELD] = 0.0
+        s[_N] = n + 1.0
+        # warm-up learns the variances faster so the first scores are calibrated
+        av = self._av if warm else max(self._av, 1.0 / n)
+        s[_VF] += av * (rf * rf - vf)
         s[_VS] += av * (rs * rs - s[_VS])
         s[_MF] += self._af * rf
-        s[_MS] += max(self._as, 1.0 / s[_N]) * rs
-        vf = s[_VF] if s[_VF] > 0.0 else 1.0
-        s[_EN] += self._ae * (rf * rf / vf - s[_EN])
+        s[_MS] += max(self._as, 1.0 / n) * rs
         s[_P0] += self._ap * ((1.0 if repeat else 0.0) - s[_P0])
         return True
 

@@ -296,7 +296,7 @@ class Scorer:
             if e > best:
                 best = e
             if not late:
-                det.learn_one(s, x, e)
+                det.learn_one(s, x, ev)
         score = evidence_to_score(best, self._scale)
         threshold = self.thresholds.threshold(state.threshold)
         is_anomaly = score > threshold

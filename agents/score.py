@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import faust
 
 from agents.publish import Publisher
@@ -10,10 +12,10 @@ from app.settings import Settings
 from models.pipeline import Inbound, ReadingPipeline
 from topics.declare import Tables, Topics
 
-__all__ = ["register"]
+__all__ = ["inbound", "register"]
 
 
-def _inbound(event: faust.EventT) -> Inbound:
+def inbound(event: faust.EventT) -> Inbound:
     message = event.message
     return Inbound(message.key, message.value, message.topic, message.partition, message.offset)
 
@@ -28,10 +30,11 @@ def register(
 ) -> faust.types.AgentT:
     @app.agent(topics.readings, name="score_readings")
     async def score_readings(stream: faust.StreamT[bytes]) -> None:
-        batches = stream.take_events(settings.batch_max, within=settings.batch_within_s)
+        concrete = cast(faust.Stream, stream)  # StreamT does not declare take_events
+        batches = concrete.take_events(settings.batch_max, within=settings.batch_within_s)
         async for events in batches:
-            store = TableStateStore(tables.state_by_device, stream, events)
-            result = pipeline.process([_inbound(event) for event in events], store)
+            store = TableStateStore(tables.state_by_device, concrete, events)
+            result = pipeline.process([inbound(event) for event in events], store)
             await publisher.publish(result.outbound)
 
     return score_readings

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import faust
+
 from models.scoring import DeviceState
 
 __all__ = ["TableStateStore"]
@@ -20,7 +21,7 @@ class TableStateStore:
     """
 
     def __init__(
-        self, table: faust.Table, stream: faust.StreamT, events: Sequence[faust.EventT]
+        self, table: faust.types.TableT, stream: faust.Stream, events: Sequence[faust.EventT]
     ) -> None:
         self._table = table
         self._stream = stream

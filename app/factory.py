@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import faust
 
-from agents import hello
+from agents import hello, maintenance, score
+from agents.publish import Publisher
 from app.settings import Settings
+from models.pipeline import ReadingPipeline
+from models.scoring import Scorer
+from models.validation import ValidationLimits
+from topics.declare import declare_tables, declare_topics
 
 __all__ = ["create_app"]
 
@@ -47,5 +52,21 @@ def create_app(settings: Settings) -> faust.App:
         producer_linger_ms=settings.producer_linger_ms,
         autodiscover=False,
     )
+    topics = declare_topics(app, settings)
+    tables = declare_tables(app, settings)
+    limits = ValidationLimits(
+        max_message_bytes=settings.max_message_bytes, max_future_s=settings.max_future_s
+    )
+    pipeline = ReadingPipeline(Scorer(), limits)
+    publisher = Publisher(app, topics)
+    score.register(app, settings, topics, tables, pipeline, publisher)
+    maintenance.register(app, topics, tables, pipeline, publisher)
     hello.register(app, settings)
+
+    @app.task
+    async def declare_output_topics() -> None:
+        # Input topics are declared by Faust when subscribed; outputs are only written to.
+        for topic in topics.outputs():
+            await topic.maybe_declare()
+
     return app

@@ -13,6 +13,7 @@ validates, scores each device's readings in arrival order, and returns what to p
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,8 +22,8 @@ from typing import Literal, Protocol
 import orjson
 
 from models.scoring import DeviceState, ScoredReading, Scorer
-from models.validation import ValidationLimits, parse_message
-from topics.records import DeadLetter, Prediction, SensorReading
+from models.validation import Rejection, ValidationLimits, parse_maintenance, parse_message
+from topics.records import AnomalyAlert, DeadLetter, Prediction, SensorReading
 
 __all__ = ["BatchResult", "Inbound", "Outbound", "ReadingPipeline", "Role", "StateStore"]
 
@@ -79,10 +80,14 @@ class ReadingPipeline:
         scorer: Scorer,
         limits: ValidationLimits | None = None,
         clock: Callable[[], float] = time.time,
+        sweep_every_s: float = 10.0,
     ) -> None:
         self.scorer = scorer
         self.limits = limits or ValidationLimits()
+        self.sweep_every_s = sweep_every_s
         self._clock = clock
+        self._seen: dict[str, tuple[float, int]] = {}  # device -> (last event ts, partition)
+        self._next_sweep = 0.0
 
     def process(self, batch: Sequence[Inbound], store: StateStore) -> BatchResult:
         result = BatchResult()
@@ -93,22 +98,7 @@ class ReadingPipeline:
         by_device: dict[str, tuple[int, list[tuple[int, int, SensorReading]]]] = {}
         for index, message in enumerate(batch):
             parsed = parse_message(message.value, now, self.limits)
-            for rejection in parsed.rejections:
-                letter = DeadLetter(
-                    original=rejection.original
-                    if rejection.original is not None
-                    else (message.value or b""),
-                    error_class=rejection.error_class,
-                    reason=rejection.reason,
-                    origin_topic=message.topic,
-                    origin_partition=message.partition,
-                    origin_offset=message.offset,
-                    key=message.key,
-                    extra={} if rejection.index is None else {"batch.index": str(rejection.index)},
-                )
-                result.outbound.append(
-                    Outbound("dlq", message.key, letter.original, letter.headers())
-                )
+            result.outbound.extend(_dead_letter(message, r) for r in parsed.rejections)
             result.dead_letters += len(parsed.rejections)
             slots.append([None] * len(parsed.readings))
             batched.append(parsed.batched)
@@ -117,29 +107,33 @@ class ReadingPipeline:
                 if entry is None:
                     entry = by_device[reading.device_id] = (index, [])
                 entry[1].append((index, position, reading))
-        for device_id, (origin, items) in by_device.items():
-            state = store.load(device_id, origin) or self.scorer.new_state(device_id)
-            scored = self.scorer.score(state, [reading for _, _, reading in items])
+        devices = list(by_device.items())
+        states = [store.load(d, origin) or self.scorer.new_state(d) for d, (origin, _) in devices]
+        work = [
+            (state, [r for _, _, r in items])
+            for state, (_, (_, items)) in zip(states, devices, strict=True)
+        ]
+        outcomes = self.scorer.score_many(work)
+        for state, (device_id, (origin, items)), scored in zip(
+            states, devices, outcomes, strict=True
+        ):
             store.save(device_id, state, origin)
+            self._seen[device_id] = (state.watermark, batch[origin].partition)
             for (index, position, _), outcome in zip(items, scored, strict=True):
                 slots[index][position] = outcome
+        expired = self._expire_idle(batch, store)
         scored_at = self._clock()
         model_ids = self.scorer.model_ids
         for index, message_slots in enumerate(slots):
             if not message_slots:
                 continue
             predictions = []
-            for outcome in message_slots:
-                assert outcome is not None
+            for slot in message_slots:
+                assert slot is not None  # every valid reading was scored above
+                outcome = slot
                 result.scored.append(outcome)
                 predictions.append(_prediction_wire(outcome, model_ids, scored_at))
-                for alert in outcome.alerts:
-                    wire = alert.to_wire()
-                    wire["scored_at"] = scored_at
-                    result.outbound.append(
-                        Outbound("alerts", alert.device_id.encode(), orjson.dumps(wire))
-                    )
-                    result.alerts += 1
+                _emit_alerts(result, outcome.alerts, scored_at)
                 if outcome.late:
                     result.late += 1
                     result.outbound.append(
@@ -148,7 +142,73 @@ class ReadingPipeline:
             value = {"predictions": predictions} if batched[index] else predictions[0]
             result.outbound.append(Outbound("predictions", batch[index].key, orjson.dumps(value)))
             result.readings += len(message_slots)
+        _emit_alerts(result, expired, scored_at)
         return result
+
+    def learn_maintenance(self, message: Inbound, store: StateStore) -> list[Outbound]:
+        """Feed one `maintenance-events` message to the online failure model; a malformed one
+        is dead-lettered. The device's state is updated in place when this worker holds it."""
+        event = parse_maintenance(message.value, self._clock(), self.limits)
+        if isinstance(event, Rejection):
+            return [_dead_letter(message, event)]
+        state = store.load(event.device_id, 0)
+        self.scorer.learn_maintenance(event, state)
+        if state is not None:
+            store.save(event.device_id, state, 0)
+        return []
+
+    def _expire_idle(self, batch: Sequence[Inbound], store: StateStore) -> list[AnomalyAlert]:
+        """Close devices that went quiet: their open incident is resolved and windows reset.
+
+        Idleness is in event time against the partition's watermark (the largest event time
+        seen there), checked at most every `sweep_every_s` of wall time, and only for
+        partitions in this batch, whose messages give the store the partition to write to.
+        """
+        now = self._clock()
+        if now < self._next_sweep:
+            return []
+        self._next_sweep = now + self.sweep_every_s
+        origin_of: dict[int, int] = {}
+        watermark: dict[int, float] = {}
+        for index, message in enumerate(batch):
+            origin_of.setdefault(message.partition, index)
+        for last_ts, partition in self._seen.values():
+            if last_ts > watermark.get(partition, -math.inf):
+                watermark[partition] = last_ts
+        timeout = self.scorer.config.features.idle_timeout_s
+        alerts: list[AnomalyAlert] = []
+        for device_id, (last_ts, partition) in list(self._seen.items()):
+            origin = origin_of.get(partition)
+            if origin is None or last_ts >= watermark[partition] - timeout:
+                continue
+            del self._seen[device_id]
+            state = store.load(device_id, origin)
+            if state is not None:
+                alerts.extend(self.scorer.expire(state, watermark[partition]))
+                store.save(device_id, state, origin)
+        return alerts
+
+
+def _dead_letter(message: Inbound, rejection: Rejection) -> Outbound:
+    letter = DeadLetter(
+        original=rejection.original if rejection.original is not None else (message.value or b""),
+        error_class=rejection.error_class,
+        reason=rejection.reason,
+        origin_topic=message.topic,
+        origin_partition=message.partition,
+        origin_offset=message.offset,
+        key=message.key,
+        extra={} if rejection.index is None else {"batch.index": str(rejection.index)},
+    )
+    return Outbound("dlq", message.key, letter.original, letter.headers())
+
+
+def _emit_alerts(result: BatchResult, alerts: list[AnomalyAlert], scored_at: float) -> None:
+    for alert in alerts:
+        wire = alert.to_wire()
+        wire["scored_at"] = scored_at
+        result.outbound.append(Outbound("alerts", alert.device_id.encode(), orjson.dumps(wire)))
+        result.alerts += 1
 
 
 def _prediction_wire(

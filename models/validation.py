@@ -14,9 +14,16 @@ from typing import Any
 
 import orjson
 
-from topics.records import SCHEMA_VERSION, SensorReading
+from topics.records import SCHEMA_VERSION, MaintenanceEvent, SensorReading
 
-__all__ = ["ParsedMessage", "Rejection", "ValidationLimits", "parse_message", "parse_reading"]
+__all__ = [
+    "ParsedMessage",
+    "Rejection",
+    "ValidationLimits",
+    "parse_maintenance",
+    "parse_message",
+    "parse_reading",
+]
 
 _EPOCH_2000 = 946_684_800.0
 
@@ -79,7 +86,9 @@ def _decode(raw: bytes) -> Any:
 
 def _parse_ts(value: Any, now: float, limits: ValidationLimits) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise _Invalid("WrongType", f"ts must be epoch seconds or ISO-8601, got {type(value).__name__}")
+        raise _Invalid(
+            "WrongType", f"ts must be epoch seconds or ISO-8601, got {type(value).__name__}"
+        )
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)
@@ -96,7 +105,8 @@ def _parse_ts(value: Any, now: float, limits: ValidationLimits) -> float:
         raise _Invalid("BadTimestamp", f"ts {ts:.3f} is before {limits.min_ts:.0f} (2000-01-01)")
     if ts > now + limits.max_future_s:
         raise _Invalid(
-            "BadTimestamp", f"ts {ts:.3f} is {ts - now:.0f} s in the future (max {limits.max_future_s:.0f})"
+            "BadTimestamp",
+            f"ts {ts:.3f} is {ts - now:.0f} s in the future (max {limits.max_future_s:.0f})",
         )
     return ts
 
@@ -119,13 +129,17 @@ def parse_reading(obj: Any, now: float, limits: ValidationLimits) -> SensorReadi
             raise _Invalid("MissingField", f"required field {name!r} is missing")
     device_id = obj["device_id"]
     if not isinstance(device_id, str) or not device_id or len(device_id) > limits.max_id_length:
-        raise _Invalid("WrongType", f"device_id must be a non-empty string of at most {limits.max_id_length}")
+        raise _Invalid(
+            "WrongType", f"device_id must be a non-empty string of at most {limits.max_id_length}"
+        )
     seq = obj["seq"]
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
         raise _Invalid("WrongType", f"seq must be a non-negative integer, got {seq!r:.40}")
     version = obj.get("v", SCHEMA_VERSION)
     if version != SCHEMA_VERSION:
-        raise _Invalid("UnsupportedSchema", f"schema version {version!r:.20} (supported: {SCHEMA_VERSION})")
+        raise _Invalid(
+            "UnsupportedSchema", f"schema version {version!r:.20} (supported: {SCHEMA_VERSION})"
+        )
     metrics = obj["metrics"]
     if not isinstance(metrics, dict) or not metrics:
         raise _Invalid("WrongType", "metrics must be a non-empty object of name -> number")
@@ -134,7 +148,9 @@ def parse_reading(obj: Any, now: float, limits: ValidationLimits) -> SensorReadi
     clean: dict[str, float] = {}
     for name, value in metrics.items():
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _Invalid("WrongType", f"metric {name[:40]!r} must be a number, got {type(value).__name__}")
+            raise _Invalid(
+                "WrongType", f"metric {name[:40]!r} must be a number, got {type(value).__name__}"
+            )
         number = float(value)
         if not math.isfinite(number):
             raise _Invalid("NonFiniteValue", f"metric {name[:40]!r} is not finite")
@@ -160,7 +176,9 @@ def parse_message(raw: bytes | None, now: float, limits: ValidationLimits) -> Pa
         if not raw:
             raise _Invalid("EmptyMessage", "message value is empty")
         if len(raw) > limits.max_message_bytes:
-            raise _Invalid("Oversize", f"message is {len(raw)} bytes (max {limits.max_message_bytes})")
+            raise _Invalid(
+                "Oversize", f"message is {len(raw)} bytes (max {limits.max_message_bytes})"
+            )
         decoded = _decode(raw)
     except _Invalid as exc:
         return ParsedMessage([], [Rejection(exc.error_class, exc.reason)], batched=False)
@@ -178,11 +196,32 @@ def parse_message(raw: bytes | None, now: float, limits: ValidationLimits) -> Pa
             try:
                 readings.append(parse_reading(item, now, limits))
             except _Invalid as exc:
-                rejections.append(
-                    Rejection(exc.error_class, exc.reason, index, orjson.dumps(item))
-                )
+                rejections.append(Rejection(exc.error_class, exc.reason, index, orjson.dumps(item)))
         return ParsedMessage(readings, rejections, batched=True)
     try:
         return ParsedMessage([parse_reading(decoded, now, limits)], [], batched=False)
     except _Invalid as exc:
         return ParsedMessage([], [Rejection(exc.error_class, exc.reason)], batched=False)
+
+
+def parse_maintenance(
+    raw: bytes | None, now: float, limits: ValidationLimits
+) -> MaintenanceEvent | Rejection:
+    """Validate one `maintenance-events` message: `{"device_id", "ts", "kind"}`."""
+    try:
+        if not raw:
+            raise _Invalid("EmptyMessage", "message value is empty")
+        obj = _decode(raw)
+        if not isinstance(obj, dict):
+            raise _Invalid("WrongType", "a maintenance event must be a JSON object")
+        for name in ("device_id", "ts", "kind"):
+            if name not in obj:
+                raise _Invalid("MissingField", f"required field {name!r} is missing")
+        device_id, kind = obj["device_id"], obj["kind"]
+        if not isinstance(device_id, str) or not device_id:
+            raise _Invalid("WrongType", "device_id must be a non-empty string")
+        if kind not in ("failure", "repair"):
+            raise _Invalid("WrongType", f"kind must be 'failure' or 'repair', got {kind!r:.40}")
+        return MaintenanceEvent(device_id, _parse_ts(obj["ts"], now, limits), kind)
+    except _Invalid as exc:
+        return Rejection(exc.error_class, exc.reason)

@@ -38,7 +38,7 @@ class Topics:
 class Tables:
     """Changelog-backed state. `state_by_device`: device id -> serialized `DeviceState`."""
 
-    state_by_device: faust.Table
+    state_by_device: faust.types.TableT
 
 
 def _topic(app: faust.App, settings: Settings, spec: TopicSpec) -> faust.TopicT:
@@ -70,8 +70,7 @@ def declare_tables(app: faust.App, settings: Settings) -> Tables:
         state_by_device=app.Table(
             "state-by-device",
             default=None,
-            key_type=str,
-            value_serializer="raw",
+            schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="raw"),
             partitions=settings.topic_partitions,
             help="Per-device feature windows, detector and alert state.",
         ),

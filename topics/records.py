@@ -106,8 +106,12 @@ class AlertDriver:
     zscore: float
 
     def to_wire(self) -> dict[str, Any]:
-        return {"metric": self.metric, "feature": self.feature, "value": self.value,
-                "zscore": self.zscore}
+        return {
+            "metric": self.metric,
+            "feature": self.feature,
+            "value": self.value,
+            "zscore": self.zscore,
+        }
 
 
 @dataclass(slots=True, frozen=True)

@@ -1,0 +1,34 @@
+"""`learn_maintenance`: delayed failure/repair labels in, the online failure model learns."""
+
+from __future__ import annotations
+
+from typing import cast
+
+import faust
+
+from agents.publish import Publisher
+from agents.score import inbound
+from agents.state import TableStateStore
+from models.pipeline import ReadingPipeline
+from topics.declare import Tables, Topics
+
+__all__ = ["register"]
+
+
+def register(
+    app: faust.App,
+    topics: Topics,
+    tables: Tables,
+    pipeline: ReadingPipeline,
+    publisher: Publisher,
+) -> faust.types.AgentT:
+    # maintenance-events is keyed by device id with the same partition count as the readings,
+    # so this event's partition is the device's state partition.
+    @app.agent(topics.maintenance, name="learn_maintenance")
+    async def learn_maintenance(stream: faust.StreamT[bytes]) -> None:
+        concrete = cast(faust.Stream, stream)
+        async for event in concrete.events():
+            store = TableStateStore(tables.state_by_device, concrete, [event])
+            await publisher.publish(pipeline.learn_maintenance(inbound(event), store))
+
+    return learn_maintenance

@@ -120,7 +120,9 @@ class ResidualDetector:
           `recentre_after` held readings (a spike barely moves it), then fully (it re-centres
           after a lasting change, which the slow baseline keeps flagging);
         - the fast variance, the slow mean and variance and the repeat chance skip readings
-          whose evidence is over `guard_z`; after `relearn_after` held readings they learn again.
+          whose evidence is over `guard_z`; after `relearn_after` held readings in a row the
+          slow baseline restarts from the (re-centred) fast one: a lasting change of regime
+          becomes the new normal.
         """
         c = self.config
         repeat = x == s[_LAST]
@@ -151,6 +153,10 @@ class ResidualDetector:
                 lim = guard * math.sqrt(vf) if vf > 0.0 else abs(rf)
                 s[_MF] += self._af * (rf if -lim <= rf <= lim else (lim if rf > 0 else -lim))
             return False
+        if held:  # held for `relearn_after` readings: the change is the new normal
+            s[_MS] = s[_MF]
+            s[_VS] = max(s[_VS], s[_VF])
+            s[_RUN] = 0.0
         s[_HELD] = 0.0
         s[_N] = n + 1.0
         # warm-up learns the variances faster so the first scores are calibrated

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from river import compose, linear_model, optim, preprocessing
@@ -43,25 +42,21 @@ def failure_inputs(metrics: Sequence[str] = DEFAULT_FAILURE_METRICS) -> tuple[st
     return tuple(f"{m}.{k}" for m in metrics for k in PER_METRIC) + DEVICE_LEVEL
 
 
-@dataclass(frozen=True, slots=True)
-class _Slot:
-    metric: str
-    kind: int  # index into PER_METRIC, or -1 for a device-level input
-
-
 class FailureInputs:
     """Builds failure-model input rows in the order of `names` (a model manifest's inputs).
 
-    Needs the feature layout (which windows exist); windows named `10s`/`60s` are used when
+    `row` returns the *canonical* row (for each referenced metric the `PER_METRIC` values, then
+    the device-level inputs); `matrix` stacks canonical rows, clips them and reorders the
+    columns into `names` order in one numpy step. Windows named `10s`/`60s` are used when
     present, else the first/last configured windows.
     """
 
     def __init__(self, names: Sequence[str], features: FeatureConfig) -> None:
         self.names = tuple(names)
-        slots: list[_Slot] = []
+        metrics: list[str] = []
+        canonical_index: dict[str, int] = {}
         for name in self.names:
             if name in DEVICE_LEVEL:
-                slots.append(_Slot("", -1))
                 continue
             metric, _, kind = name.rpartition(".")
             if kind not in PER_METRIC or not metric:
@@ -69,8 +64,18 @@ class FailureInputs:
                     f"unknown failure input {name!r}: use '<metric>.<kind>' with kind in "
                     f"{', '.join(PER_METRIC)}, or one of {', '.join(DEVICE_LEVEL)}"
                 )
-            slots.append(_Slot(metric, PER_METRIC.index(kind)))
-        self._slots = tuple(slots)
+            if metric not in metrics:
+                metrics.append(metric)
+        self.metrics = tuple(metrics)
+        k = len(PER_METRIC)
+        for i, metric in enumerate(self.metrics):
+            for j, kind in enumerate(PER_METRIC):
+                canonical_index[f"{metric}.{kind}"] = i * k + j
+        for j, name in enumerate(DEVICE_LEVEL):
+            canonical_index[name] = len(self.metrics) * k + j
+        self._perm = np.array([canonical_index[n] for n in self.names], dtype=np.intp)
+        self._identity = bool(np.array_equal(self._perm, np.arange(len(canonical_index))))
+        self._zeros = [0.0] * k
         windows = [w.name for w in features.windows]
         short = windows.index("10s") if "10s" in windows else 0
         long = windows.index("60s") if "60s" in windows else len(windows) - 1
@@ -79,7 +84,8 @@ class FailureInputs:
         self._std10 = features.index("std", short)
         self._std60 = features.index("std", long)
         self._slope60 = features.index("slope", long)
-        self._span60 = features.windows[long].size if features.windows[long].kind == "time" else 60
+        w = features.windows[long]
+        self._span60 = w.size if w.kind == "time" else 60.0
 
     @property
     def width(self) -> int:
@@ -92,45 +98,43 @@ class FailureInputs:
         evidence: dict[str, float],
         score: float,
     ) -> list[float]:
-        """One input row. `baselines[m]` is the detector state (slow mean at 2, var at 3)."""
+        """One canonical row. `baselines[m]` is the detector state (slow mean at 2, var at 3)."""
         out: list[float] = []
-        cache: dict[str, list[float]] = {}
-        for slot in self._slots:
-            if slot.kind < 0:
-                out.append(score)
+        fm = feats.metrics
+        i10, i60, s10, s60, sl = self._mean10, self._mean60, self._std10, self._std60, self._slope60
+        for metric in self.metrics:
+            f = fm.get(metric)
+            b = baselines.get(metric)
+            if f is None or b is None or b[4] < 2.0:
+                out.extend(self._zeros)
                 continue
-            vals = cache.get(slot.metric)
-            if vals is None:
-                vals = cache[slot.metric] = self._metric(
-                    feats.metrics.get(slot.metric),
-                    baselines.get(slot.metric),
-                    evidence.get(slot.metric, 0.0),
+            mu = b[2]
+            var = b[3]
+            sd = math.sqrt(var) if var > 0.0 else 0.0
+            floor = 1e-6 * (1.0 + abs(mu))
+            if sd < floor:
+                sd = floor
+            m60 = f[i60]
+            den = abs(mu) if abs(mu) > sd else sd
+            out.extend(
+                (
+                    (f[i10] - mu) / sd,
+                    (m60 - mu) / sd,
+                    f[sl] * self._span60 / sd,
+                    f[s10] / sd,
+                    f[s60] / sd,
+                    (m60 - mu) / den,
+                    evidence.get(metric, 0.0),
                 )
-            out.append(vals[slot.kind])
+            )
+        out.append(score)
         return out
 
-    def _metric(self, f: list[float] | None, b: list[float] | None, ev: float) -> list[float]:
-        if f is None or b is None or b[4] < 2.0:
-            return [0.0] * len(PER_METRIC)
-        mu = b[2]
-        sd = math.sqrt(b[3]) if b[3] > 0.0 else 0.0
-        sd = max(sd, 1e-6 * (1.0 + abs(mu)))
-        m10 = f[self._mean10]
-        m60 = f[self._mean60]
-        den = max(abs(mu), sd)
-        return [
-            _clip((m10 - mu) / sd),
-            _clip((m60 - mu) / sd),
-            _clip(f[self._slope60] * self._span60 / sd),
-            _clip(f[self._std10] / sd),
-            _clip(f[self._std60] / sd),
-            _clip(m60 / den - mu / den),
-            _clip(ev),
-        ]
-
-
-def _clip(x: float, bound: float = 1e3) -> float:
-    return bound if x > bound else (-bound if x < -bound else x)
+    def matrix(self, rows: Sequence[Sequence[float]]) -> np.ndarray:
+        """Canonical rows -> float32 (n, width) in `names` order, clipped to +-1e3."""
+        x = np.asarray(rows, dtype=np.float32)
+        np.clip(x, -1e3, 1e3, out=x)
+        return x if self._identity else np.ascontiguousarray(x[:, self._perm])
 
 
 class OnlineFailureModel:

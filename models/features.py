@@ -211,6 +211,11 @@ class FeatureExtractor:
         self._ewmas = [
             Ewma(tau=w.size) if w.kind == "time" else Ewma(span=int(w.size)) for w in self._windows
         ]
+        # per window: (is_time, size, tau (0 = count-based), count-based alpha)
+        self._plan = [
+            (w.kind == "time", w.size, e.tau or 0.0, e.alpha)
+            for w, e in zip(self._windows, self._ewmas, strict=True)
+        ]
         self._grace = self.config.grace_s
         self._idle = self.config.idle_timeout_s
 
@@ -251,6 +256,12 @@ class FeatureExtractor:
             del state.metrics[name]
 
     def _update(self, mw: MetricWindows, ts: float, x: float, wm: float) -> list[float]:
+        """Insert one point and read the features: the hot path.
+
+        It is `Moments.agg` / `Moments.retract` and the `Std` / `Slope` / `Ewma` results fused
+        and inlined (local floats, no calls per window); the unit tests hold it to a
+        brute-force numpy computation and to the aggregator objects.
+        """
         tl = mw.ts
         vl = mw.vs
         n = len(tl)
@@ -262,41 +273,97 @@ class FeatureExtractor:
             pos = bisect_right(tl, ts)
             tl.insert(pos, ts)
             vl.insert(pos, x)
+        n += 1
         if ts > mw.last_ts:
             mw.last_ts = ts
         mw.updates += 1
         rebase = mw.updates % _REBASE_EVERY == 0
         feats = [x]
         starts = mw.start
-        n = len(tl)
-        for k in range(len(starts)):
-            m = mw.moments[k]
+        moments = mw.moments
+        ewmas = mw.ewma
+        for k, (is_time, size, tau, alpha) in enumerate(self._plan):
+            m = moments[k]
             s = starts[k]
+            mn, sx, sxx, st, stt, stx, t0, x0 = m
             inside = pos >= s
             if inside:
-                _MOMENTS.agg(m, ts, x)
+                if mn == 0.0:
+                    t0 = ts
+                    x0 = x
+                t = ts - t0
+                xr = x - x0
+                mn += 1.0
+                sx += xr
+                sxx += xr * xr
+                st += t
+                stt += t * t
+                stx += t * xr
             else:
                 s += 1
-            if self._time[k]:
-                cutoff = wm - self._sizes[k]
-                while s < n and tl[s] <= cutoff:
-                    if s == pos:
-                        inside = False
-                    _MOMENTS.retract(m, tl[s], vl[s])
-                    s += 1
-            else:
-                size = self._sizes[k]
-                while n - s > size:
-                    if s == pos:
-                        inside = False
-                    _MOMENTS.retract(m, tl[s], vl[s])
-                    s += 1
+            lim = wm - size if is_time else n - size  # time: ts <= cutoff; count: s < n - size
+            while s < n and (tl[s] <= lim if is_time else s < lim):
+                if s == pos:
+                    inside = False
+                if mn <= 1.0:
+                    mn = sx = sxx = st = stt = stx = 0.0
+                else:
+                    t = tl[s] - t0
+                    xr = vl[s] - x0
+                    mn -= 1.0
+                    sx -= xr
+                    sxx -= xr * xr
+                    st -= t
+                    stt -= t * t
+                    stx -= t * xr
+                s += 1
             starts[k] = s
             if rebase:
                 _MOMENTS.rebase(m, tl[s:], vl[s:])
-            e = mw.ewma[k]
-            self._ewmas[k].agg(e, ts, x)
-            self._window_features(feats, m, tl, vl, s, x, e[0], inside)
+                mn, sx, sxx, st, stt, stx, t0, x0 = m
+            else:
+                m[:] = (mn, sx, sxx, st, stt, stx, t0, x0)
+            e = ewmas[k]
+            if e[2] == 0.0:
+                e[0] = x
+                e[1] = ts
+                e[2] = 1.0
+            elif ts >= e[1]:
+                a = alpha if tau <= 0.0 else 1.0 - math.exp((e[1] - ts) / tau)
+                e[0] += a * (x - e[0])
+                e[1] = ts
+                e[2] += 1.0
+            if mn <= 0.0:
+                feats.extend((x, 0.0, x, x, 0.0, 0.0, e[0], 0.0))
+                continue
+            mx = sx / mn
+            if mn >= 2.0:
+                var = sxx / mn - mx * mx
+                std = math.sqrt(var) if var > 0.0 else 0.0
+                den = mn * stt - st * st
+                slope = (mn * stx - st * sx) / den if den > 1e-12 * mn * mn else 0.0
+            else:
+                std = slope = 0.0
+            window = vl[s:]
+            span = tl[-1] - tl[s]
+            roc = (vl[-1] - vl[s]) / span if span > 0.0 else 0.0
+            # z of x against the window without x itself
+            xr = x - x0
+            if inside:
+                ne = mn - 1.0
+                sx -= xr
+                sxx -= xr * xr
+            else:
+                ne = mn
+            z = 0.0
+            if ne >= 2.0:
+                me = sx / ne
+                var = sxx / ne - me * me
+                if var > 0.0:
+                    sd = math.sqrt(var)
+                    if sd > _Z_STD_FLOOR * (1.0 + abs(x0 + me)):
+                        z = (xr - me) / sd
+            feats.extend((x0 + mx, std, min(window), max(window), slope, roc, e[0], z))
         low = min(starts)
         if low > _TRIM_SLACK:
             del tl[:low]

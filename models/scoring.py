@@ -289,7 +289,9 @@ class Scorer:
         for name, x in reading.metrics.items():
             s = detectors.get(name)
             if s is None:
-                s = detectors[name] = det.new_metric_state(x)
+                s = det.new_metric_state(x)
+                if not late:
+                    detectors[name] = s
             ev = det.score_one(s, x)
             e = max(ev)
             evidence[name] = e
@@ -353,7 +355,7 @@ class Scorer:
     def _fill_failure(self, out: list[ScoredReading], rows: list[list[float]]) -> None:
         if not out:
             return
-        x = np.asarray(rows, dtype=np.float32)
+        x = self.failure_inputs.matrix(rows)
         prob = np.zeros(len(out))
         offline_w = 0.0
         if self.failure_model is not None:

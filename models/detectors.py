@@ -242,3 +242,45 @@ class AdaptiveThreshold:
                     q = (i + 1) / self.bins
                     break
             h[-1] = min(self.ceiling, max(self.floor, q + self.margin))
+
+
+class SharedHalfSpaceTrees:
+    """One river `HalfSpaceTrees` for the whole process, on device-normalized evidence.
+
+    Its inputs are metric-name agnostic, so devices with any metric set share it: the three
+    largest fast and slow |z| of the reading, the largest noise and stuck evidence, each
+    squashed to [0, 1) by `z / (z + 3)`. It learns only readings that were not flagged (the
+    same guard as the residual detectors). Kept as an option (`ScorerConfig.detector_mode`) and
+    measured against the residual ensemble in `docs/models.md`.
+    """
+
+    def __init__(
+        self, *, n_trees: int = 10, height: int = 8, window_size: int = 250, seed: int = 0
+    ) -> None:
+        from river import anomaly
+
+        self.model = anomaly.HalfSpaceTrees(
+            n_trees=n_trees, height=height, window_size=window_size, seed=seed
+        )
+        self.learned = 0
+
+    @staticmethod
+    def inputs(evidence: list[tuple[float, float, float, float]]) -> dict[str, float]:
+        fast = [*sorted((e[0] for e in evidence), reverse=True), 0.0, 0.0, 0.0]
+        slow = [*sorted((e[1] for e in evidence), reverse=True), 0.0, 0.0, 0.0]
+        noise = max((e[2] for e in evidence), default=0.0)
+        stuck = max((e[3] for e in evidence), default=0.0)
+        out = {f"fast{i}": fast[i] / (fast[i] + 3.0) for i in range(3)}
+        out.update({f"slow{i}": slow[i] / (slow[i] + 3.0) for i in range(3)})
+        out["noise"] = noise / (noise + 3.0)
+        out["stuck"] = stuck / (stuck + 3.0)
+        return out
+
+    def score_one(self, x: dict[str, float]) -> float:
+        if self.learned < self.model.window_size:
+            return 0.0
+        return float(self.model.score_one(x))
+
+    def learn_one(self, x: dict[str, float]) -> None:
+        self.model.learn_one(x)
+        self.learned += 1

@@ -22,7 +22,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import orjson
@@ -33,6 +33,7 @@ from models.detectors import (
     AdaptiveThreshold,
     DetectorConfig,
     ResidualDetector,
+    SharedHalfSpaceTrees,
     evidence_to_score,
 )
 from models.failure import FailureInputs, OnlineFailureModel, failure_inputs
@@ -81,6 +82,7 @@ class ScorerConfig:
     online_weight_max: float = 0.5
     online_weight_failures: int = 20
     drivers: int = 3
+    detector_mode: Literal["residual", "hst", "both"] = "residual"
 
 
 @dataclass(slots=True)
@@ -215,10 +217,23 @@ class Scorer:
         self.keep_failure_rows = keep_failure_rows
         self._pending: dict[str, list[MaintenanceEvent]] = defaultdict(list)
         self._scale = c.detector.score_scale
-        self.model_ids: dict[str, str] = {"anomaly": ANOMALY_MODEL_REF}
-        if failure_model is not None:
-            self.model_ids["failure"] = failure_model.ref
-        self.model_ids["failure_online"] = "failure-online@river"
+        if c.detector_mode not in ("residual", "hst", "both"):
+            raise ValueError(
+                f"detector_mode must be 'residual', 'hst' or 'both', got {c.detector_mode!r}"
+            )
+        self.hst = SharedHalfSpaceTrees() if c.detector_mode != "residual" else None
+        self._anomaly_ref = (
+            ANOMALY_MODEL_REF if c.detector_mode == "residual" else f"{c.detector_mode}@river"
+        )
+
+    @property
+    def model_ids(self) -> dict[str, str]:
+        """Role -> "model_id@version"; read per batch, so a hot-swapped model shows at once."""
+        ids = {"anomaly": self._anomaly_ref}
+        if self.failure_model is not None:
+            ids["failure"] = self.failure_model.ref
+        ids["failure_online"] = f"failure-online@{self.online.failures}"
+        return ids
 
     # --- state ------------------------------------------------------------------------------
     def new_state(self, device_id: str) -> DeviceState:
@@ -286,6 +301,7 @@ class Scorer:
         detectors = state.detectors
         evidence: dict[str, float] = {}
         best = 0.0
+        raw: list[tuple[float, float, float, float]] = []
         for name, x in reading.metrics.items():
             s = detectors.get(name)
             if s is None:
@@ -293,6 +309,8 @@ class Scorer:
                 if not late:
                     detectors[name] = s
             ev = det.score_one(s, x)
+            if self.hst is not None:
+                raw.append(ev)
             e = max(ev)
             evidence[name] = e
             if e > best:
@@ -300,6 +318,12 @@ class Scorer:
             if not late:
                 det.learn_one(s, x, ev)
         score = evidence_to_score(best, self._scale)
+        if self.hst is not None:
+            hx = self.hst.inputs(raw)
+            h = self.hst.score_one(hx)
+            score = h if self.config.detector_mode == "hst" else max(score, h)
+            if not late and score <= self.thresholds.threshold(state.threshold):
+                self.hst.learn_one(hx)
         threshold = self.thresholds.threshold(state.threshold)
         is_anomaly = score > threshold
         alerts: list[AnomalyAlert] = []

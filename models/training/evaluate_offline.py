@@ -142,10 +142,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threshold", type=float, default=0.5, help="failure alarm threshold")
     parser.add_argument("--no-registry", action="store_true", help="no offline failure model")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--detector",
+        choices=("residual", "hst", "both"),
+        default="residual",
+        help="anomaly detector (ablation; residual is the product default)",
+    )
     args = parser.parse_args(argv)
     results = []
     for seed in args.seeds:
-        scorer = Scorer(ScorerConfig(), load_registry=not args.no_registry)
+        config = ScorerConfig(detector_mode=args.detector)
+        scorer = Scorer(config, load_registry=not args.no_registry)
         result = run_seed(
             seed,
             devices=args.devices,

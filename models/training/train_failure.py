@@ -24,7 +24,8 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,28 @@ def build_dataset(
         ys.append(np.asarray(labels, dtype=np.int8))
         print(f"  seed {seed}: {len(labels)} rows, {int(np.sum(labels))} positive", flush=True)
     return np.concatenate(xs), np.concatenate(ys), names
+
+
+@contextmanager
+def _skl2onnx_bool_fix() -> Iterator[None]:
+    """skl2onnx 1.20 passes a Python bool for `nodes_missing_value_tracks_true` of
+    HistGradientBoosting leaves, which recent `onnx` rejects; coerce it to int while exporting."""
+    from skl2onnx.common import tree_ensemble
+
+    original = tree_ensemble.add_node
+
+    def add_node(*args: Any, **kwargs: Any) -> Any:
+        if "nodes_missing_value_tracks_true" in kwargs:
+            kwargs["nodes_missing_value_tracks_true"] = int(
+                kwargs["nodes_missing_value_tracks_true"]
+            )
+        return original(*args, **kwargs)
+
+    tree_ensemble.add_node = add_node
+    try:
+        yield
+    finally:
+        tree_ensemble.add_node = original
 
 
 def _candidates() -> dict[str, Any]:
@@ -168,7 +191,8 @@ def benchmark(x: np.ndarray, y: np.ndarray, xh: np.ndarray, yh: np.ndarray) -> l
             "fit_s": round(fit_s, 1),
         }
         try:
-            model_bytes = export_checked(model, xh[:2000])
+            with _skl2onnx_bool_fix():
+                model_bytes = export_checked(model, xh[:2000])
         except Exception as exc:  # report the family as not exportable, go on
             row["onnx"] = f"export failed: {type(exc).__name__}"
             print("  ", row, flush=True)
@@ -219,7 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         benchmark(x, y, xh, yh)
     model = train(x, y)
     metrics = _evaluate(model, xh, yh)
-    model_bytes = export_sklearn(model, x.shape[1])
+    with _skl2onnx_bool_fix():
+        model_bytes = export_sklearn(model, x.shape[1])
     worst = check_parity(model, model_bytes, xh, atol=1e-5)
     p50, batch = _onnx_latency(model_bytes, xh)
     print(

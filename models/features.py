@@ -42,7 +42,7 @@ __all__ = [
 PER_WINDOW = ("mean", "std", "min", "max", "slope", "roc", "ewma", "z")
 _K = len(PER_WINDOW)
 _REBASE_EVERY = 1024  # exact recompute of running sums every N updates (bounds float drift)
-_TRIM_SLACK = 32  # trim the buffer's unused prefix in chunks, not on every reading
+_TRIM_SLACK = 16  # trim the buffer's unused prefix in chunks, not on every reading
 _Z_STD_FLOOR = 1e-9
 
 _MOMENTS = Moments()

@@ -132,14 +132,18 @@ class DeviceState:
         return self.features.watermark
 
     def to_bytes(self) -> bytes:
+        """Header (orjson) + float64 blob (windows, detectors, threshold, label-row times) +
+        float32 blob (label rows, which are float32-rounded when buffered, so exact)."""
         fheader, floats = self.features.dump()
         names = list(self.detectors)
         for name in names:
             floats.extend(self.detectors[name])
         floats.extend(self.threshold)
-        width = len(self.rows[0]) if self.rows else 0
+        width = len(self.rows[0]) - 1 if self.rows else 0
+        f32: list[float] = []
         for row in self.rows:
-            floats.extend(row)
+            floats.append(row[0])
+            f32.extend(row[1:])
         floats.append(self.last_row_ts)
         header = orjson.dumps(
             {
@@ -148,19 +152,29 @@ class DeviceState:
                 "f": fheader,
                 "d": names,
                 "t": len(self.threshold),
-                "r": [len(self.rows), width],
+                "r": [len(self.rows), width, len(floats)],
                 "a": self.alert.to_obj(),
             }
         )
-        return _HEAD.pack(_MAGIC, len(header)) + header + array("d", floats).tobytes()
+        return b"".join(
+            (
+                _HEAD.pack(_MAGIC, len(header)),
+                header,
+                array("d", floats).tobytes(),
+                array("f", f32).tobytes(),
+            )
+        )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> DeviceState:
         magic, size = _HEAD.unpack_from(data)
         if magic != _MAGIC:
             raise ValueError(f"not a DeviceState (magic {magic!r}, expected {_MAGIC!r})")
-        header: dict[str, Any] = orjson.loads(data[_HEAD.size : _HEAD.size + size])
-        floats = array("d", data[_HEAD.size + size :]).tolist()
+        start = _HEAD.size + size
+        header: dict[str, Any] = orjson.loads(data[_HEAD.size : start])
+        nrows, width, nd = header["r"]
+        floats = array("d", data[start : start + 8 * nd]).tolist()
+        f32 = array("f", data[start + 8 * nd :]).tolist()
         state = cls(str(header["id"]), int(header["t"]) - 1)
         state.n = int(header["n"])
         state.features, pos = DeviceFeatures.load(header["f"], floats, 0)
@@ -170,10 +184,9 @@ class DeviceState:
         t = int(header["t"])
         state.threshold = floats[pos : pos + t]
         pos += t
-        nrows, width = header["r"]
-        for _ in range(nrows):
-            state.rows.append(floats[pos : pos + width])
-            pos += width
+        for i in range(nrows):
+            state.rows.append([floats[pos], *f32[i * width : (i + 1) * width]])
+            pos += 1
         state.last_row_ts = floats[pos]
         state.alert = AlertState.from_obj(header["a"])
         return state
@@ -401,7 +414,7 @@ class Scorer:
         if ts - state.last_row_ts < c.label_every_s:
             return
         state.last_row_ts = ts
-        state.rows.append([ts, *row])
+        state.rows.append([ts, *array("f", row).tolist()])  # float32: small state, exact
         keep_after = ts - c.failure_horizon_s - c.label_delay_s
         if state.rows[0][0] < keep_after:
             old = [r for r in state.rows if r[0] < keep_after]

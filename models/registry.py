@@ -54,8 +54,11 @@ __all__ = [
     "ModelRegistry",
     "SessionCache",
     "default_sessions",
+    "score_output_name",
+    "session_options",
     "sha256_bytes",
     "sha256_file",
+    "to_scores",
 ]
 
 DEFAULT_ROOT = Path(__file__).resolve().parent / "artifacts"
@@ -208,7 +211,7 @@ class LoadedModel:
         self._output_name = ""
         if session is not None:
             self._input_name = session.get_inputs()[0].name
-            self._output_name = _score_output(session, manifest.task)
+            self._output_name = score_output_name(session, manifest.task)
 
     def __repr__(self) -> str:
         return f"LoadedModel({self.manifest.ref}, sha256={self.manifest.sha256[:12]})"
@@ -224,7 +227,7 @@ class LoadedModel:
             )
         if self.session is not None:
             out = self.session.run([self._output_name], {self._input_name: x})[0]
-            return _to_scores(out, self.manifest.task)
+            return to_scores(out, self.manifest.task)
         return self._predict_river(x)
 
     def _predict_river(self, x: np.ndarray) -> np.ndarray:
@@ -243,7 +246,8 @@ class LoadedModel:
         return scores
 
 
-def _score_output(session: Any, task: str) -> str:
+def score_output_name(session: Any, task: str) -> str:
+    """The session output `predict` reads: class probabilities for classifiers, else the first."""
     outputs = session.get_outputs()
     if task == "classifier":
         for out in outputs:
@@ -254,7 +258,8 @@ def _score_output(session: Any, task: str) -> str:
     return str(outputs[0].name)
 
 
-def _to_scores(out: Any, task: str) -> np.ndarray:
+def to_scores(out: Any, task: str) -> np.ndarray:
+    """(n,) float64 scores from that output: positive-class column, prediction or score."""
     if isinstance(out, list):  # ZipMap output: one {label: prob} dict per row
         return np.array([row[max(row)] for row in out], dtype=np.float64)
     arr = np.asarray(out)
@@ -646,6 +651,17 @@ class ModelRegistry:
         if manifest.model_id != model_id or manifest.version != version:
             raise ManifestError(f"{path} describes {manifest.ref}, not {model_id}@{version}")
         return manifest
+
+    def model_bytes(self, model_id: str, version: str | None = None) -> bytes:
+        """The verified (and decompressed) model bytes of one version (None = promoted)."""
+        manifest = self.manifest(model_id, version)
+        return self._verified_bytes(manifest, self.version_dir(model_id, manifest.version))
+
+    def holdout_path(self, model_id: str, version: str | None = None) -> Path | None:
+        manifest = self.manifest(model_id, version)
+        if not manifest.holdout:
+            return None
+        return self.version_dir(model_id, manifest.version) / manifest.holdout
 
     def _verified_bytes(self, manifest: ModelManifest, path: Path) -> bytes:
         file = path / manifest.file

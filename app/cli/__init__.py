@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from app.cli import evaluate, replay, simulate, tail, worker
+from app.cli import evaluate, models, optimize, replay, simulate, tail, worker
 
 __all__ = ["cli", "main"]
 
@@ -29,6 +29,8 @@ replay.add_to(cli)
 simulate.add_to(cli)
 tail.add_to(cli)
 worker.add_to(cli)
+models.add_to(cli)
+optimize.add_to(cli)
 
 
 def main() -> None:

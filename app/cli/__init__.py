@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from app.cli import evaluate, models, optimize, replay, simulate, tail, worker
+from app.cli import broker, evaluate, models, optimize, replay, simulate, tail, worker
 
 __all__ = ["cli", "main"]
 
@@ -24,6 +24,7 @@ def _root() -> None:
     """Edge ML streaming platform."""
 
 
+broker.add_to(cli)
 evaluate.add_to(cli)
 replay.add_to(cli)
 simulate.add_to(cli)

@@ -1,0 +1,41 @@
+"""The hello agent in a real worker (`python -m app worker`) against the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from collections.abc import Callable
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from app.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+async def test_a_greeting_comes_back_upper_cased(
+    settings_factory: Callable[..., Settings],
+    topic_factory: Callable[..., str],
+    worker_factory: Callable[..., subprocess.Popen[bytes]],
+    group_id: str,
+) -> None:
+    settings = settings_factory()
+    # Declared up front, as deployments do: a worker does not create its agents' source topics.
+    greetings = topic_factory("hello-in", partitions=settings.topic_partitions)
+    replies = topic_factory("hello-out", partitions=settings.topic_partitions)
+    assert (greetings, replies) == (settings.topic("hello-in"), settings.topic("hello-out"))
+    worker_factory(settings)
+
+    consumer = AIOKafkaConsumer(replies, **settings.consumer_config(group_id))
+    producer = AIOKafkaProducer(**settings.producer_config())
+    await consumer.start()
+    await producer.start()
+    try:
+        await producer.send_and_wait(greetings, key=b"sensor-1", value=b"world")
+        reply = await asyncio.wait_for(consumer.getone(), timeout=60)
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+    assert (reply.key, reply.value) == (b"sensor-1", b"HELLO WORLD")

@@ -8,7 +8,7 @@ import faust
 
 from agents.publish import Publisher
 from agents.score import inbound
-from agents.state import TableStateStore
+from agents.state import StateCache, TableStateStore
 from models.pipeline import ReadingPipeline
 from topics.declare import Tables, Topics
 
@@ -21,6 +21,7 @@ def register(
     tables: Tables,
     pipeline: ReadingPipeline,
     publisher: Publisher,
+    cache: StateCache,
 ) -> faust.types.AgentT:
     # maintenance-events is keyed by device id with the same partition count as the readings,
     # so this event's partition is the device's state partition.
@@ -28,7 +29,7 @@ def register(
     async def learn_maintenance(stream: faust.StreamT[bytes]) -> None:
         concrete = cast(faust.Stream, stream)
         async for event in concrete.events():
-            store = TableStateStore(tables.state_by_device, concrete, [event])
+            store = TableStateStore(tables.state_by_device, concrete, [event], cache)
             await publisher.publish(pipeline.learn_maintenance(inbound(event), store))
 
     return learn_maintenance

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import cast
 
 import faust
 
 from agents.publish import Publisher
-from agents.state import TableStateStore
+from agents.state import StateCache, TableStateStore
 from app.settings import Settings
-from models.pipeline import Inbound, ReadingPipeline
+from models.pipeline import BatchResult, Inbound, ReadingPipeline
 from topics.declare import Tables, Topics
 
-__all__ = ["inbound", "register"]
+__all__ = ["BatchObserver", "inbound", "register"]
+
+# Called after each batch is scored and before its outputs are sent (metrics, analytics tables).
+# Runs inside the stream, so table writes may use the batch's events for their partition.
+BatchObserver = Callable[[BatchResult, Sequence[faust.EventT], faust.Stream], None]
 
 
 def inbound(event: faust.EventT) -> Inbound:
@@ -27,14 +32,18 @@ def register(
     tables: Tables,
     pipeline: ReadingPipeline,
     publisher: Publisher,
+    cache: StateCache,
+    observers: Sequence[BatchObserver] = (),
 ) -> faust.types.AgentT:
     @app.agent(topics.readings, name="score_readings")
     async def score_readings(stream: faust.StreamT[bytes]) -> None:
         concrete = cast(faust.Stream, stream)  # StreamT does not declare take_events
         batches = concrete.take_events(settings.batch_max, within=settings.batch_within_s)
         async for events in batches:
-            store = TableStateStore(tables.state_by_device, concrete, events)
+            store = TableStateStore(tables.state_by_device, concrete, events, cache)
             result = pipeline.process([inbound(event) for event in events], store)
+            for observe in observers:
+                observe(result, events, concrete)
             await publisher.publish(result.outbound)
 
     return score_readings

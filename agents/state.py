@@ -8,7 +8,19 @@ import faust
 
 from models.scoring import DeviceState
 
-__all__ = ["TableStateStore"]
+__all__ = ["StateCache", "TableStateStore"]
+
+
+class StateCache:
+    """Live `DeviceState` objects by device, each with the bytes last written for it.
+
+    Decoding a state costs about as much as scoring a reading; the cache skips it whenever the
+    table still holds exactly the bytes this worker wrote (a recovered or rebalanced partition
+    holds other bytes, so the table stays the source of truth).
+    """
+
+    def __init__(self) -> None:
+        self.entries: dict[str, tuple[bytes, DeviceState]] = {}
 
 
 class TableStateStore:
@@ -21,16 +33,28 @@ class TableStateStore:
     """
 
     def __init__(
-        self, table: faust.types.TableT, stream: faust.Stream, events: Sequence[faust.EventT]
+        self,
+        table: faust.types.TableT,
+        stream: faust.Stream,
+        events: Sequence[faust.EventT],
+        cache: StateCache,
     ) -> None:
         self._table = table
         self._stream = stream
         self._events = events
+        self._cache = cache.entries
 
     def load(self, device_id: str, origin: int) -> DeviceState | None:
         raw = self._table.get(device_id)
-        return DeviceState.from_bytes(raw) if raw else None
+        if not raw:
+            return None
+        cached = self._cache.get(device_id)
+        if cached is not None and (cached[0] is raw or cached[0] == raw):
+            return cached[1]
+        return DeviceState.from_bytes(raw)
 
     def save(self, device_id: str, state: DeviceState, origin: int) -> None:
+        raw = state.to_bytes()
         self._stream._set_current_event(self._events[origin])
-        self._table[device_id] = state.to_bytes()
+        self._table[device_id] = raw
+        self._cache[device_id] = (raw, state)

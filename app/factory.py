@@ -6,6 +6,7 @@ import faust
 
 from agents import hello, maintenance, score
 from agents.publish import Publisher
+from agents.state import StateCache
 from app.settings import Settings
 from models.pipeline import ReadingPipeline
 from models.scoring import Scorer
@@ -49,7 +50,7 @@ def create_app(settings: Settings) -> faust.App:
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication,
         producer_acks=-1,
-        producer_linger_ms=settings.producer_linger_ms,
+        producer_linger=settings.producer_linger_ms / 1000.0,
         autodiscover=False,
     )
     topics = declare_topics(app, settings)
@@ -59,8 +60,9 @@ def create_app(settings: Settings) -> faust.App:
     )
     pipeline = ReadingPipeline(Scorer(), limits)
     publisher = Publisher(app, topics)
-    score.register(app, settings, topics, tables, pipeline, publisher)
-    maintenance.register(app, topics, tables, pipeline, publisher)
+    cache = StateCache()
+    score.register(app, settings, topics, tables, pipeline, publisher, cache)
+    maintenance.register(app, topics, tables, pipeline, publisher, cache)
     hello.register(app, settings)
 
     @app.task

@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(default=256 * 1024, ge=1024)
     max_future_s: float = Field(default=3600.0, ge=0, description="Clock skew allowed on ts.")
 
+    library_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO",
+        description="Floor for aiokafka/faust/mode loggers: Faust sets the root logger to DEBUG "
+        "at -l warn (for its spinner), which otherwise builds a log record per Kafka send.",
+    )
+
     # --- local broker (`edgeml broker`) -------------------------------------------------------
     broker_port: int = Field(default=9092, ge=1, le=65535)
     broker_home: Path = ROOT / "var" / "kafka"

@@ -8,6 +8,17 @@ import typer
 
 __all__ = ["add_to"]
 
+# Faust's own spellings on the right; the usual names are accepted too.
+_LEVELS = {
+    "debug": "debug",
+    "info": "info",
+    "warn": "warn",
+    "warning": "warn",
+    "error": "error",
+    "crit": "crit",
+    "critical": "crit",
+}
+
 
 def add_to(cli: typer.Typer) -> None:
     @cli.command(
@@ -20,5 +31,9 @@ def add_to(cli: typer.Typer) -> None:
         """Run a worker; extra options are passed to Faust's `worker` command."""
         from faust.cli.faust import cli as faust_cli
 
-        sys.argv = ["faust", "-A", "app.main", "worker", "-l", loglevel, *ctx.args]
+        level = _LEVELS.get(loglevel.lower())
+        if level is None:
+            choices = ", ".join(sorted(_LEVELS))
+            raise typer.BadParameter(f"{loglevel!r}; choose one of: {choices}", param_hint="-l")
+        sys.argv = ["faust", "-A", "app.main", "worker", "-l", level, *ctx.args]
         faust_cli()

@@ -342,7 +342,7 @@ class Scorer:
         alerts: list[AnomalyAlert] = []
         if not late:
             state.n += 1
-            if not is_anomaly:
+            if not is_anomaly and not state.alert.open:
                 self.thresholds.learn_one(state.threshold, score, state.n)
             alert = self.alerts.update(
                 state.alert,
@@ -430,6 +430,10 @@ class Scorer:
         self._apply_maintenance(state, event)
 
     def _apply_maintenance(self, state: DeviceState, event: MaintenanceEvent) -> None:
+        if event.kind == "repair":
+            for s in state.detectors.values():
+                self.detector.restart(s)
+            return
         if event.kind != "failure":
             return
         horizon_start = event.ts - self.config.failure_horizon_s

@@ -143,6 +143,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-registry", action="store_true", help="no offline failure model")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument(
+        "--online-weight-max",
+        type=float,
+        default=ScorerConfig().online_weight_max,
+        help="largest weight of the online failure model in failure_prob (0 = offline only)",
+    )
+    parser.add_argument(
         "--detector",
         choices=("residual", "hst", "both"),
         default="residual",
@@ -151,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results = []
     for seed in args.seeds:
-        config = ScorerConfig(detector_mode=args.detector)
+        config = ScorerConfig(detector_mode=args.detector, online_weight_max=args.online_weight_max)
         scorer = Scorer(config, load_registry=not args.no_registry)
         result = run_seed(
             seed,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -73,7 +74,7 @@ def add_to(cli: typer.Typer) -> None:
                 m.parent_version or "",
                 m.created_at,
             )
-        Console().print(table)
+        Console(width=None if sys.stdout.isatty() else 200).print(table)
 
     @models_cli.command()
     def show(

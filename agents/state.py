@@ -26,10 +26,11 @@ class StateCache:
 class TableStateStore:
     """Loads and saves `DeviceState` in a Faust table during one `take_events` batch.
 
-    Faust writes a table key's changelog (and RocksDB bucket) to the partition of the stream's
-    *current event*. After `take_events` that is the batch's last event, which may belong to
-    another partition than the device; so each save first makes the device's own message the
-    current event, keeping state co-partitioned with the device's readings across rebalances.
+    Faust reads and writes a table key in the RocksDB bucket and changelog partition of the
+    stream's *current event*. After `take_events` that is the batch's last event, which may
+    belong to another partition than the device; so each load and save first makes the
+    device's own message the current event, keeping state co-partitioned with the device's
+    readings (and findable) across batches and rebalances.
     """
 
     def __init__(
@@ -45,6 +46,7 @@ class TableStateStore:
         self._cache = cache.entries
 
     def load(self, device_id: str, origin: int) -> DeviceState | None:
+        self._stream._set_current_event(self._events[origin])
         raw = self._table.get(device_id)
         if not raw:
             return None

@@ -38,12 +38,14 @@ def _broker_credentials(settings: Settings) -> faust.auth.Credentials | None:
 
 def create_app(settings: Settings) -> faust.App:
     """Build the worker app. Tests build a fresh one per test with `memory://` stores."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap_servers}",
         broker_credentials=_broker_credentials(settings),
         store=settings.store,
-        datadir=str(settings.data_dir),
+        # One directory per app id: RocksDB files are named by table, not by app.
+        datadir=str(settings.data_dir / settings.app_id),
         web_host=settings.web_host,
         web_port=settings.web_port,
         web_bind=settings.web_host,

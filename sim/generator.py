@@ -395,7 +395,8 @@ def _inject_faults(
     incidents: list[Incident] = []
     events: list[MaintenanceEvent] = []
     while kinds:
-        gap_s = _MIN_GAP_S + rng.exponential(config.incident_every)
+        # The warm-up already gives the first fault its run-in; the minimum gap is between faults.
+        gap_s = (_MIN_GAP_S if incidents else 0.0) + rng.exponential(config.incident_every)
         start = cursor + math.ceil(gap_s / interval)
         room = n - tail - start
         fitting = [k for k in kinds if _min_total(k, interval) <= room]

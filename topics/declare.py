@@ -8,6 +8,7 @@ original bytes of a malformed record to dead-letter it untouched.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import faust
 
@@ -65,13 +66,22 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
     )
 
 
+def _raw_table(app: faust.App, name: str, partitions: int, help: str) -> faust.types.TableT:
+    table = cast(faust.Table, app.Table(name, default=None, partitions=partitions, help=help))
+    # Values are our own bytes (e.g. `DeviceState.to_bytes`). Faust derives a table's store and
+    # changelog codecs from `value_type` and falls back to JSON, which cannot carry arbitrary
+    # bytes through RocksDB; the store is built lazily, so setting the codecs here takes effect.
+    table.key_serializer = "raw"
+    table.value_serializer = "raw"
+    return table
+
+
 def declare_tables(app: faust.App, settings: Settings) -> Tables:
     return Tables(
-        state_by_device=app.Table(
+        state_by_device=_raw_table(
+            app,
             "state-by-device",
-            default=None,
-            schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="raw"),
-            partitions=settings.topic_partitions,
-            help="Per-device feature windows, detector and alert state.",
+            settings.topic_partitions,
+            "Per-device feature windows, detector and alert state.",
         ),
     )

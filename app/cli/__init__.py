@@ -6,7 +6,17 @@ import sys
 
 import typer
 
-from app.cli import broker, evaluate, models, optimize, replay, simulate, tail, worker
+from app.cli import (
+    broker,
+    demo,
+    evaluate,
+    models,
+    optimize,
+    replay,
+    simulate,
+    tail,
+    worker,
+)
 
 __all__ = ["cli", "main"]
 
@@ -24,6 +34,7 @@ def _root() -> None:
     """Edge ML streaming platform."""
 
 
+demo.add_to(cli)
 broker.add_to(cli)
 evaluate.add_to(cli)
 replay.add_to(cli)

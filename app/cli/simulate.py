@@ -69,6 +69,9 @@ def add_to(cli: typer.Typer) -> None:
         incident_every: float = typer.Option(
             900.0, "--incident-every", help="Mean event-time seconds between a device's faults."
         ),
+        warmup: float = typer.Option(
+            300.0, "--warmup", help="Event-time seconds of normal operation before any fault."
+        ),
         bootstrap: str | None = typer.Option(
             None, "--bootstrap", help="Kafka bootstrap servers (default: EDGEML_BOOTSTRAP_SERVERS)."
         ),
@@ -83,6 +86,7 @@ def add_to(cli: typer.Typer) -> None:
         _check("--malformed", malformed_count, 0, 1_000_000)
         _check("--day-seconds", day_seconds, 60, 10_000_000)
         _check("--incident-every", incident_every, 1, 10_000_000)
+        _check("--warmup", warmup, 0, 10_000_000)
         if rate is not None:
             _check("--rate", rate, 0, 10_000_000)
         if devices * count > 50_000_000:
@@ -112,6 +116,7 @@ def add_to(cli: typer.Typer) -> None:
                 start_ts=round(start_ts, 3),
                 day_seconds=day_seconds,
                 incident_every=incident_every,
+                warmup=warmup,
                 ground_truth=ground_truth,
                 progress=progress,
             )
@@ -136,6 +141,7 @@ async def _run(
     start_ts: float,
     day_seconds: float,
     incident_every: float,
+    warmup: float,
     ground_truth: Path | None,
     progress: bool,
 ) -> None:
@@ -165,6 +171,7 @@ async def _run(
         start_ts=start_ts,
         day_seconds=day_seconds,
         incident_every=incident_every,
+        warmup=warmup,
     )
     sim = simulate(config)
     bad = list(

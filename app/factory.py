@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import faust
 
-from agents import hello, maintenance, score
+from agents import hello, maintenance, model_updates, score
 from agents.publish import Publisher
 from agents.state import StateCache
+from app import observability
+from app.metrics import Metrics, TimedScorer
 from app.settings import Settings
 from models.pipeline import ReadingPipeline
-from models.scoring import Scorer
+from models.registry import ModelRegistry
 from models.validation import ValidationLimits
 from topics.declare import declare_tables, declare_topics
 
@@ -49,6 +51,9 @@ def create_app(settings: Settings) -> faust.App:
         web_host=settings.web_host,
         web_port=settings.web_port,
         web_bind=settings.web_host,
+        canonical_url=settings.web_url(),
+        web_stats_enabled=settings.web_stats,
+        web_tables_enabled=settings.web_tables,
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication,
         producer_acks=-1,
@@ -60,11 +65,16 @@ def create_app(settings: Settings) -> faust.App:
     limits = ValidationLimits(
         max_message_bytes=settings.max_message_bytes, max_future_s=settings.max_future_s
     )
-    pipeline = ReadingPipeline(Scorer(), limits)
+    registry = ModelRegistry(settings.registry_root, threads=settings.onnx_threads)
+    metrics = Metrics(settings.app_id)
+    scorer = TimedScorer(metrics.observe_model, registry_root=settings.registry_root)
+    pipeline = ReadingPipeline(scorer, limits)
     publisher = Publisher(app, topics)
     cache = StateCache()
-    score.register(app, settings, topics, tables, pipeline, publisher, cache)
+    observers = observability.register(app, settings, topics, scorer, metrics)
+    score.register(app, settings, topics, tables, pipeline, publisher, cache, observers)
     maintenance.register(app, topics, tables, pipeline, publisher, cache)
+    model_updates.register(app, settings, pipeline, registry)
     hello.register(app, settings)
 
     @app.task

@@ -13,7 +13,7 @@ from app.errors import EdgeMLError
 from app.settings import Settings
 from topics.catalog import ALL_TOPICS, TopicSpec
 
-__all__ = ["BrokerUnavailable", "ensure_topics"]
+__all__ = ["BrokerUnavailable", "ensure_topics", "publish"]
 
 
 class BrokerUnavailable(EdgeMLError):
@@ -64,3 +64,28 @@ def ensure_topics(
         ) from None
     finally:
         admin.close()
+
+
+def publish(
+    settings: Settings, topic: str, key: bytes, value: bytes, *, timeout_s: float = 15.0
+) -> None:
+    """Send one record durably (acks=all) and wait for it: for control records such as model
+    announcements, where a lost send must be an error, not a log line."""
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaError
+
+    ensure_topics(settings, [spec for spec in ALL_TOPICS if settings.topic(spec.name) == topic])
+    config = settings.producer_config()
+    try:
+        producer = KafkaProducer(
+            bootstrap_servers=config.pop("bootstrap_servers"),
+            **{k: v for k, v in config.items() if k != "linger_ms"},
+        )
+        try:
+            producer.send(topic, key=key, value=value).get(timeout=timeout_s)
+        finally:
+            producer.close(timeout=timeout_s)
+    except KafkaError as exc:
+        raise BrokerUnavailable(
+            f"could not publish to {topic} at {settings.bootstrap_servers}: {exc}"
+        ) from None

@@ -6,10 +6,13 @@ No other module reads `os.environ`: everything that is configurable is a field h
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from models.analytics import AnalyticsWindows
 
 __all__ = ["Settings"]
 
@@ -50,6 +53,32 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(default=256 * 1024, ge=1024)
     max_future_s: float = Field(default=3600.0, ge=0, description="Clock skew allowed on ts.")
 
+    # --- analytics, web page and metrics (`agents.analytics`, `app.web`, `app.metrics`) -------
+    analytics_tumbling_s: int = Field(default=60, ge=1, description="Tumbling window, event s.")
+    analytics_hopping_s: int = Field(default=300, ge=1, description="Hopping window, event s.")
+    analytics_hop_s: int = Field(default=60, ge=1, description="Hop of the hopping window.")
+    analytics_retention_s: int = Field(
+        default=3600, ge=1, description="Event-time seconds of windows kept per device/site."
+    )
+    analytics_sweep_s: float = Field(
+        default=60.0, gt=0, description="Wall seconds between sweeps for devices gone quiet."
+    )
+    web_canonical_url: str | None = Field(
+        default=None,
+        description="URL other workers reach this one's web server at (table routing); "
+        "default http://<web_host>:<web_port>.",
+    )
+    web_token: SecretStr | None = Field(
+        default=None, description="If set, every endpoint but /health needs this bearer token."
+    )
+    web_stats: bool = Field(default=True, description="Faust's stats page at / (/assignment/).")
+    web_tables: bool = Field(default=False, description="Faust's /table pages (raw state).")
+    alerts_backlog: int = Field(
+        default=200, ge=0, description="Recent alerts a new browser gets before live ones."
+    )
+
+    registry_root: Path = ROOT / "models" / "artifacts"
+    onnx_threads: int = Field(default=1, ge=1, description="onnxruntime intra-op threads.")
     library_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO",
         description="Floor for aiokafka/faust/mode loggers: Faust sets the root logger to DEBUG "
@@ -67,6 +96,36 @@ class Settings(BaseSettings):
         if not value.startswith(("rocksdb://", "memory://", "aerospike://")):
             raise ValueError(f"store must start with rocksdb:// or memory://, got {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _valid_windows(self) -> Settings:
+        try:
+            self.analytics_windows()
+        except ValueError as exc:
+            raise ValueError(f"analytics_* settings: {exc}") from None
+        return self
+
+    def analytics_windows(self) -> AnalyticsWindows:
+        """The analytics window layout (`models.analytics.AnalyticsWindows`)."""
+        from models.analytics import AnalyticsWindows
+
+        return AnalyticsWindows(
+            tumbling_s=self.analytics_tumbling_s,
+            hopping_s=self.analytics_hopping_s,
+            hop_s=self.analytics_hop_s,
+            retention_s=self.analytics_retention_s,
+        )
+
+    def web_url(self) -> str:
+        """The URL other workers and clients reach this worker's web server at."""
+        if self.web_canonical_url:
+            return self.web_canonical_url.rstrip("/")
+        host = self.web_host
+        if host in ("0.0.0.0", "::", ""):
+            import socket
+
+            host = socket.gethostname()
+        return f"http://{host}:{self.web_port}"
 
     def topic(self, name: str) -> str:
         """The broker-side name of one of the platform's topics (with the optional prefix)."""

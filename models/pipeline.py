@@ -21,6 +21,8 @@ from typing import Literal, Protocol
 
 import orjson
 
+from models.manifest import ModelAnnouncement
+from models.registry import ModelHandle, ModelRegistry
 from models.scoring import DeviceState, ScoredReading, Scorer
 from models.validation import Rejection, ValidationLimits, parse_maintenance, parse_message
 from topics.records import AnomalyAlert, DeadLetter, Prediction, SensorReading
@@ -144,6 +146,21 @@ class ReadingPipeline:
             result.readings += len(message_slots)
         _emit_alerts(result, expired, scored_at)
         return result
+
+    def apply_model_announcement(self, raw: bytes, registry: ModelRegistry) -> str | None:
+        """Serve the version announced on `model-registry` when it is this worker's failure
+        model; returns the new "id@version", or None when nothing changed.
+
+        Called between batches, so a batch is scored by one version from start to end. A bad
+        announcement (unknown version, tampered artifact) raises and the old model stays.
+        """
+        handle = self.scorer.failure_model
+        if not isinstance(handle, ModelHandle):
+            return None
+        if not registry.apply(ModelAnnouncement.from_bytes(raw), handle):
+            return None
+        self.scorer.model_ids["failure"] = handle.ref
+        return handle.ref
 
     def learn_maintenance(self, message: Inbound, store: StateStore) -> list[Outbound]:
         """Feed one `maintenance-events` message to the online failure model; a malformed one

@@ -9,6 +9,9 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from app.settings import Settings
+from topics.catalog import MODEL_REGISTRY
+
 if TYPE_CHECKING:
     from models.registry import ModelRegistry
 
@@ -128,11 +131,22 @@ def add_to(cli: typer.Typer) -> None:
         model_id: str = typer.Argument(..., help="Model id."),
         version: str = typer.Argument(..., help="Version to promote."),
         root: Path | None = ROOT_OPTION,
+        announce: bool = typer.Option(
+            True,
+            "--announce/--no-announce",
+            help="Publish on the model-registry topic so running workers hot-swap to it.",
+        ),
     ) -> None:
-        """Verify a version and make it the promoted one (atomic); print its announcement."""
+        """Verify a version, make it the promoted one (atomic) and announce it to workers."""
         registry = _registry(root)
         before = registry.promoted_version(model_id)
         manifest = registry.promote(model_id, version)
         announcement = registry.announcement(model_id, version)
         typer.echo(f"promoted {manifest.ref} (was {before or 'none'})")
-        typer.echo(announcement.to_bytes().decode())
+        if announce:
+            from app.kafka_admin import publish
+
+            settings = Settings()
+            topic = settings.topic(MODEL_REGISTRY.name)
+            publish(settings, topic, announcement.key, announcement.to_bytes())
+            typer.echo(f"announced on {topic}: {announcement.to_bytes().decode()}")

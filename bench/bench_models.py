@@ -2,7 +2,7 @@
 
     python bench/bench_models.py            # prints a table of microseconds per reading
 
-Simulated readings (4 metrics, 1 s apart, 8 devices) are replayed through each stage; every
+Simulated readings (4 metrics, 1 s apart, 32 devices x 600) are replayed through each stage; every
 figure is the best of `--repeats` runs (CPU time of this process, so other load on the machine
 inflates it less), divided by the number of readings.
 """
@@ -35,8 +35,8 @@ def _best(fn: Callable[[], int], repeats: int) -> float:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--devices", type=int, default=8)
-    parser.add_argument("--count", type=int, default=1500)
+    parser.add_argument("--devices", type=int, default=32)
+    parser.add_argument("--count", type=int, default=600)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
 
@@ -89,6 +89,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             if mode == "single":
                 for r in readings:
                     scorer.score(states[r.device_id], [r])
+            elif mode == "device-1":  # a take_events batch: one reading per device
+                for i in range(args.count):
+                    for d in ids:
+                        scorer.score(states[d], by_device[d][i : i + 1])
+            elif mode == "many-1":
+                for i in range(args.count):
+                    scorer.score_many([(states[d], by_device[d][i : i + 1]) for d in ids])
             elif mode == "device-batch":
                 for i in range(0, args.count, 16):
                     for d in ids:
@@ -107,9 +114,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("Scorer.score, 1 reading/call, no ONNX", _best(scorer_run(no_onnx, "single"), 2), "")
     )
     if has_onnx:
-        for mode in ("single", "device-batch", "many"):
+        for mode in ("single", "device-1", "many-1", "device-batch", "many"):
             label = {
                 "single": "Scorer.score, 1 reading/call, ONNX",
+                "device-1": f"Scorer.score x {len(ids)} devices x 1 reading, ONNX",
+                "many-1": f"Scorer.score_many, {len(ids)} devices x 1 reading, ONNX",
                 "device-batch": "Scorer.score, 16 readings/call, ONNX",
                 "many": f"Scorer.score_many, {len(ids)} devices x 16, ONNX",
             }[mode]

@@ -86,12 +86,13 @@ class FeatureConfig:
     windows: tuple[WindowSpec, ...] = (WindowSpec(10.0), WindowSpec(60.0))
     grace_s: float = 5.0
     idle_timeout_s: float = 600.0
+    max_metrics: int = 32  # per device; more are not tracked (keeps the state <= ~45 KB)
 
     def __post_init__(self) -> None:
         if not self.windows:
             raise ValueError("at least one window is required")
-        if self.grace_s < 0 or self.idle_timeout_s <= 0:
-            raise ValueError("grace_s must be >= 0 and idle_timeout_s > 0")
+        if self.grace_s < 0 or self.idle_timeout_s <= 0 or self.max_metrics < 1:
+            raise ValueError("grace_s must be >= 0, idle_timeout_s > 0 and max_metrics >= 1")
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -218,6 +219,7 @@ class FeatureExtractor:
         ]
         self._grace = self.config.grace_s
         self._idle = self.config.idle_timeout_s
+        self._max_metrics = self.config.max_metrics
 
     def new_state(self) -> DeviceFeatures:
         return DeviceFeatures()
@@ -233,6 +235,8 @@ class FeatureExtractor:
         if late:
             for name, x in reading.metrics.items():
                 mw = state.metrics.get(name)
+                if mw is None and len(out) >= self._max_metrics:
+                    continue
                 out[name] = self._peek(mw, ts, x)
             return FeatureRow(reading.device_id, ts, reading.seq, True, out)
         if ts - state.watermark > self._idle and state.readings:
@@ -245,8 +249,10 @@ class FeatureExtractor:
         for name, x in reading.metrics.items():
             mw = metrics.get(name)
             if mw is None:
-                mw = metrics[name] = MetricWindows(len(self._windows))
                 self._drop_stale(state)
+                if len(metrics) >= self._max_metrics:
+                    continue  # over the per-device budget: not featurized, not scored
+                mw = metrics[name] = MetricWindows(len(self._windows))
             out[name] = self._update(mw, ts, x, wm)
         return FeatureRow(reading.device_id, ts, reading.seq, False, out)
 

@@ -315,11 +315,14 @@ class Scorer:
         evidence: dict[str, float] = {}
         best = 0.0
         raw: list[tuple[float, float, float, float]] = []
-        for name, x in reading.metrics.items():
+        for name, vec in feats.metrics.items():  # the metrics the device's budget tracks
+            x = vec[0]
             s = detectors.get(name)
             if s is None:
                 s = det.new_metric_state(x)
                 if not late:
+                    if len(detectors) >= self.config.features.max_metrics:
+                        self._forget_untracked(state)
                     detectors[name] = s
             ev = det.score_one(s, x)
             if self.hst is not None:
@@ -372,6 +375,13 @@ class Scorer:
             failure_row=row if self.keep_failure_rows else None,
         )
         return scored, row
+
+    @staticmethod
+    def _forget_untracked(state: DeviceState) -> None:
+        """Drop detector baselines of metrics the windows no longer track (metric churn)."""
+        tracked = state.features.metrics
+        for name in [n for n in state.detectors if n not in tracked]:
+            del state.detectors[name]
 
     def _drivers(self, state: DeviceState, feats: FeatureRow) -> tuple[AlertDriver, ...]:
         """The metrics with the largest evidence, named by the detector that fired."""

@@ -148,3 +148,20 @@ def test_detects_simulated_incidents_with_one_alert_each(sim: Simulation):
     opens = Counter(a.state for a in alerts)
     assert opens["open"] - opens["resolved"] in (0, 1)
     assert opens["open"] <= 1.5 * len(sim.incidents)
+
+
+def test_metric_budget_and_churn_keep_the_state_small():
+    scorer = _scorer()
+    state = scorer.new_state("d")
+    t0 = 1_767_225_600.0
+    wide = {f"m{i}": float(i) for i in range(50)}
+    for i in range(100):
+        scorer.score(state, [SensorReading("d", t0 + i, i, dict(wide))])
+    assert len(state.features.metrics) == scorer.config.features.max_metrics
+    assert len(state.detectors) <= scorer.config.features.max_metrics
+    # a device that keeps renaming its metrics: old ones go idle and are forgotten
+    for i in range(100, 4000):
+        name = f"renamed-{i // 700}"
+        scorer.score(state, [SensorReading("d", t0 + i, i, {name: float(i % 7)})])
+    assert len(state.detectors) <= scorer.config.features.max_metrics
+    assert len(state.to_bytes()) < 64 * 1024

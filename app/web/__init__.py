@@ -1,0 +1,38 @@
+"""The worker's web server (Faust's, aiohttp): analytics JSON views, health, models,
+Prometheus metrics, the live alert stream and the dashboard page. `register_web` adds them
+all to an app; `create_app` calls it."""
+
+from __future__ import annotations
+
+import faust
+
+from app.metrics import LagCollector, Metrics
+from app.settings import Settings
+from app.web import alerts, analytics, dashboard, status
+from app.web.alerts import AlertFeed
+from app.web.auth import bearer_middleware
+from models.analytics import AnalyticsWindows
+from models.scoring import Scorer
+from topics.analytics import AnalyticsTables
+
+__all__ = ["register_web"]
+
+
+def register_web(
+    app: faust.App,
+    settings: Settings,
+    *,
+    tables: AnalyticsTables,
+    windows: AnalyticsWindows,
+    scorer: Scorer,
+    metrics: Metrics,
+    lag: LagCollector,
+    feed: AlertFeed,
+) -> None:
+    if settings.web_token is not None:
+        middleware = bearer_middleware(settings.web_token.get_secret_value())
+        app.web.web_app.middlewares.append(middleware)  # type: ignore[attr-defined]
+    analytics.register(app, settings, tables, windows)
+    status.register(app, settings, scorer, metrics, lag)
+    alerts.register(app, feed)
+    dashboard.register(app)

@@ -1,0 +1,710 @@
+"""Event-time window analytics: what each device, site and the fleet did, window by window.
+
+Faust-free (the edge agent and the tests use it as plain Python). The worker folds every scored
+batch into **panes**: aggregates of one key over `pane_s` seconds of *event time*, where
+`pane_s` is the greatest common divisor of the window sizes and hop. Tumbling windows (1 min by
+default) and hopping windows (5 min every 1 min) are then exact unions of panes, merged when
+they are read — each reading is written once, not once per overlapping window.
+
+    windows = AnalyticsWindows(tumbling_s=60, hopping_s=300, hop_s=60, retention_s=3600)
+    partials = fold_batch(result.scored, origins, windows)      # key -> KeyPartial
+    for key, partial in partials.items():
+        apply_partial(store, key, partial, windows, partition)  # store: a PaneStore
+    view = key_view(store, "dev-0001", "hopping", windows)      # JSON-ready dict
+
+Everything a pane holds is a monoid (counts, sums, min, max), so panes from several batches,
+partial aggregates from several workers and panes of one window merge in any order. Means are
+`sum / count` (the sum's order of addition may differ from a one-pass sum in the last bits).
+
+Retention is in event time, per key: a pane is deleted once it ends `retention_s` before the
+newest reading of its key (`watermark`), so a key holds at most `retention_s / pane_s + 1`
+panes; a key whose watermark falls `retention_s` behind its partition's is deleted whole
+(`sweep_idle`). Nothing reads the wall clock.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import orjson
+
+if TYPE_CHECKING:  # only types: `Settings` validates windows with this module, keep it light
+    from models.pipeline import BatchResult, Outbound
+    from models.scoring import ScoredReading
+
+__all__ = [
+    "FLEET_KEY",
+    "SEVERITIES",
+    "UNASSIGNED_SITE",
+    "WINDOW_KINDS",
+    "AnalyticsWindows",
+    "DictPaneStore",
+    "KeyHead",
+    "KeyPartial",
+    "PaneStore",
+    "WindowStats",
+    "apply_partial",
+    "dead_letter_partition",
+    "fold_batch",
+    "fold_dead_letters",
+    "head_summary",
+    "key_view",
+    "pane_key",
+    "parse_pane_key",
+    "reading_origins",
+    "roll_up",
+    "sweep_idle",
+]
+
+SEVERITIES: tuple[str, ...] = ("info", "warning", "critical")
+WINDOW_KINDS: tuple[str, ...] = ("tumbling", "hopping")
+FLEET_KEY = "*"  # the whole fleet, stored beside the sites
+UNASSIGNED_SITE = "unassigned"  # readings without a `site`
+
+_SEVERITY_INDEX = {name: i for i, name in enumerate(SEVERITIES)}
+_PREDICTIONS_ENVELOPE = b'{"predictions":'
+_PREDICTION_MARK = b'"device_id":'
+
+
+# --------------------------------------------------------------------------------------------
+# One window's aggregates
+# --------------------------------------------------------------------------------------------
+
+
+class WindowStats:
+    """Aggregates of one key over one stretch of event time (a pane, a window, a total).
+
+    Readings, anomalies, late readings, dead letters, alerts opened by severity, the anomaly
+    score's sum and max, and per metric `[n, sum, min, max]`. `merge` is associative and
+    commutative; `to_wire`/`from_wire` round-trip exactly (JSON floats are shortest-repr).
+    """
+
+    __slots__ = (
+        "alerts",
+        "anomalies",
+        "count",
+        "dead_letters",
+        "late",
+        "metrics",
+        "score_max",
+        "score_sum",
+    )
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.anomalies = 0
+        self.late = 0
+        self.dead_letters = 0
+        self.alerts = [0, 0, 0]
+        self.score_sum = 0.0
+        self.score_max = 0.0
+        self.metrics: dict[str, list[float]] = {}
+
+    def add_reading(
+        self, metrics: Mapping[str, float], score: float, anomaly: bool, late: bool
+    ) -> None:
+        self.count += 1
+        self.anomalies += anomaly
+        self.late += late
+        self.score_sum += score
+        if score > self.score_max:
+            self.score_max = score
+        own = self.metrics
+        for name, value in metrics.items():
+            m = own.get(name)
+            if m is None:
+                own[name] = [1.0, value, value, value]
+                continue
+            m[0] += 1.0
+            m[1] += value
+            if value < m[2]:
+                m[2] = value
+            elif value > m[3]:
+                m[3] = value
+
+    def add_alert(self, severity: str) -> None:
+        index = _SEVERITY_INDEX.get(severity)
+        if index is None:
+            raise ValueError(f"severity must be one of {', '.join(SEVERITIES)}, got {severity!r}")
+        self.alerts[index] += 1
+
+    def merge(self, other: WindowStats) -> WindowStats:
+        """Fold `other` into this one (in place) and return self."""
+        self.count += other.count
+        self.anomalies += other.anomalies
+        self.late += other.late
+        self.dead_letters += other.dead_letters
+        for i, n in enumerate(other.alerts):
+            self.alerts[i] += n
+        self.score_sum += other.score_sum
+        self.score_max = max(self.score_max, other.score_max)
+        for name, theirs in other.metrics.items():
+            m = self.metrics.get(name)
+            if m is None:
+                self.metrics[name] = list(theirs)
+                continue
+            m[0] += theirs[0]
+            m[1] += theirs[1]
+            m[2] = min(m[2], theirs[2])
+            m[3] = max(m[3], theirs[3])
+        return self
+
+    def counts(self) -> WindowStats:
+        """A copy without the per-metric and score parts (what a key's running total keeps)."""
+        out = WindowStats()
+        out.count, out.anomalies, out.late = self.count, self.anomalies, self.late
+        out.dead_letters, out.alerts = self.dead_letters, list(self.alerts)
+        return out
+
+    def subtract_counts(self, other: WindowStats) -> WindowStats:
+        """Take `other`'s counts out (a pane leaving a running total); in place, returns self."""
+        self.count -= other.count
+        self.anomalies -= other.anomalies
+        self.late -= other.late
+        self.dead_letters -= other.dead_letters
+        for i, n in enumerate(other.alerts):
+            self.alerts[i] -= n
+        return self
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON shape the analytics API serves."""
+        n = self.count
+        return {
+            "count": n,
+            "anomalies": self.anomalies,
+            "anomaly_rate": self.anomalies / n if n else 0.0,
+            "late": self.late,
+            "dead_letters": self.dead_letters,
+            "alerts": dict(zip(SEVERITIES, self.alerts, strict=True)),
+            "score": {"mean": self.score_sum / n if n else 0.0, "max": self.score_max},
+            "metrics": {
+                name: {"count": int(m[0]), "mean": m[1] / m[0], "min": m[2], "max": m[3]}
+                for name, m in sorted(self.metrics.items())
+            },
+        }
+
+    def to_wire(self) -> list[Any]:
+        return [
+            self.count,
+            self.anomalies,
+            self.late,
+            self.dead_letters,
+            *self.alerts,
+            self.score_sum,
+            self.score_max,
+            self.metrics,
+        ]
+
+    @classmethod
+    def from_wire(cls, wire: Sequence[Any]) -> WindowStats:
+        out = cls()
+        out.count, out.anomalies, out.late, out.dead_letters = (int(x) for x in wire[:4])
+        out.alerts = [int(x) for x in wire[4:7]]
+        out.score_sum, out.score_max = float(wire[7]), float(wire[8])
+        out.metrics = {name: [float(x) for x in m] for name, m in wire[9].items()}
+        return out
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, WindowStats) and self.to_wire() == other.to_wire()
+
+    def __repr__(self) -> str:
+        return f"WindowStats({self.to_wire()!r})"
+
+
+# --------------------------------------------------------------------------------------------
+# Windows
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyticsWindows:
+    """The window layout: tumbling size, hopping size and hop, and how long panes are kept.
+
+    Usually built from `Settings` (`analytics_*`). All in whole seconds of event time; the pane
+    is their greatest common divisor, so every window is a union of whole panes.
+    """
+
+    tumbling_s: int = 60
+    hopping_s: int = 300
+    hop_s: int = 60
+    retention_s: int = 3600
+
+    def __post_init__(self) -> None:
+        for name in ("tumbling_s", "hopping_s", "hop_s", "retention_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0 seconds, got {getattr(self, name)}")
+        if self.hop_s > self.hopping_s:
+            raise ValueError(f"hop_s ({self.hop_s}) must be <= hopping_s ({self.hopping_s})")
+        if self.retention_s < max(self.tumbling_s, self.hopping_s):
+            raise ValueError(
+                f"retention_s ({self.retention_s}) must hold the largest window "
+                f"({max(self.tumbling_s, self.hopping_s)} s)"
+            )
+
+    @property
+    def pane_s(self) -> int:
+        return math.gcd(self.tumbling_s, self.hopping_s, self.hop_s)
+
+    def size_and_hop(self, kind: str) -> tuple[int, int]:
+        """(size, hop) of a window kind; a bad kind is a ValueError listing the choices."""
+        if kind == "tumbling":
+            return self.tumbling_s, self.tumbling_s
+        if kind == "hopping":
+            return self.hopping_s, self.hop_s
+        raise ValueError(f"window must be one of {', '.join(WINDOW_KINDS)}, got {kind!r}")
+
+    def pane_of(self, ts: float) -> int:
+        """Start (epoch seconds) of the pane that holds event time `ts`."""
+        p = self.pane_s
+        return int(ts // p) * p
+
+    def expired(self, pane: int, watermark: float) -> bool:
+        """True when the pane ended `retention_s` or more before `watermark`."""
+        return pane + self.pane_s <= watermark - self.retention_s
+
+    def windows(
+        self, kind: str, panes: Mapping[int, WindowStats], watermark: float
+    ) -> list[tuple[int, int, WindowStats]]:
+        """(start, end, stats) of each `kind` window that has data, oldest first.
+
+        Windows reaching back before the retention horizon (some of their panes already
+        deleted) are left out, so every window listed is complete.
+        """
+        size, hop = self.size_and_hop(kind)
+        if not panes:
+            return []
+        starts: set[int] = set()
+        for pane in panes:
+            first = ((pane - size) // hop + 1) * hop  # earliest window start covering `pane`
+            starts.update(range(first, pane + 1, hop))
+        horizon = watermark - self.retention_s
+        out: list[tuple[int, int, WindowStats]] = []
+        for start in sorted(starts):
+            if start + self.pane_s <= horizon:
+                continue
+            stats = WindowStats()
+            for pane in range(start, start + size, self.pane_s):
+                if pane in panes:
+                    stats.merge(panes[pane])
+            out.append((start, start + size, stats))
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# Keys: a head per key (index + running totals) and one record per pane
+# --------------------------------------------------------------------------------------------
+
+
+def pane_key(key: str, pane: int) -> str:
+    """The pane table's key for `key`'s pane starting at `pane` (`dev-0001@1767225600`)."""
+    return f"{key}@{pane}"
+
+
+def parse_pane_key(stored: str) -> tuple[str, int]:
+    key, _, pane = stored.rpartition("@")
+    return key, int(pane)
+
+
+@dataclass(slots=True)
+class KeyHead:
+    """What one key (device, site or the fleet) has: its partition, event-time watermark,
+    descriptive labels, which panes are stored, and running totals over those panes."""
+
+    partition: int
+    watermark: float = -math.inf
+    site: str | None = None
+    device_type: str | None = None
+    panes: list[int] = field(default_factory=list)
+    totals: WindowStats = field(default_factory=WindowStats)
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(
+            {
+                "p": self.partition,
+                "w": self.watermark if math.isfinite(self.watermark) else None,
+                "s": self.site,
+                "t": self.device_type,
+                "panes": self.panes,
+                "tot": self.totals.to_wire(),
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> KeyHead:
+        obj = orjson.loads(data)
+        return cls(
+            partition=int(obj["p"]),
+            watermark=-math.inf if obj["w"] is None else float(obj["w"]),
+            site=obj["s"],
+            device_type=obj["t"],
+            panes=[int(p) for p in obj["panes"]],
+            totals=WindowStats.from_wire(obj["tot"]),
+        )
+
+
+@dataclass(slots=True)
+class KeyPartial:
+    """What one batch adds to one key: pane deltas, the newest event time, labels, and the
+    index of a batch message from the key's partition (where its table writes must go)."""
+
+    origin: int
+    panes: dict[int, WindowStats] = field(default_factory=dict)
+    watermark: float = -math.inf
+    site: str | None = None
+    device_type: str | None = None
+
+    def pane(self, start: int) -> WindowStats:
+        stats = self.panes.get(start)
+        if stats is None:
+            stats = self.panes[start] = WindowStats()
+        return stats
+
+    def merge(self, other: KeyPartial) -> KeyPartial:
+        for start, stats in other.panes.items():
+            self.pane(start).merge(stats)
+        self.watermark = max(self.watermark, other.watermark)
+        self.site = other.site or self.site
+        self.device_type = other.device_type or self.device_type
+        return self
+
+    def to_bytes(self, key: str) -> bytes:
+        """Wire form on the site-partials topic (`origin` is local to a batch: not sent)."""
+        return orjson.dumps(
+            {
+                "k": key,
+                "w": self.watermark if math.isfinite(self.watermark) else None,
+                "panes": [[start, stats.to_wire()] for start, stats in self.panes.items()],
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes, origin: int = 0) -> tuple[str, KeyPartial]:
+        obj = orjson.loads(data)
+        partial = cls(origin=origin)
+        partial.watermark = -math.inf if obj["w"] is None else float(obj["w"])
+        partial.panes = {int(start): WindowStats.from_wire(w) for start, w in obj["panes"]}
+        key = obj["k"]
+        if key != FLEET_KEY:
+            partial.site = key
+        return key, partial
+
+
+class PaneStore(Protocol):
+    """Storage for heads and panes of one scope (devices, or sites + fleet). The worker's is
+    a pair of Faust tables written to one partition; tests use dicts."""
+
+    def get_head(self, key: str) -> KeyHead | None: ...
+
+    def put_head(self, key: str, head: KeyHead) -> None: ...
+
+    def delete_head(self, key: str) -> None: ...
+
+    def get_pane(self, key: str, pane: int) -> WindowStats | None: ...
+
+    def put_pane(self, key: str, pane: int, stats: WindowStats) -> None: ...
+
+    def delete_pane(self, key: str, pane: int) -> None: ...
+
+
+class DictPaneStore:
+    """A `PaneStore` in two dicts of bytes (tests, the edge agent): values are serialized on
+    every write, as in the worker's tables, so no object is shared between writes."""
+
+    def __init__(self) -> None:
+        self.heads: dict[str, bytes] = {}
+        self.panes: dict[str, bytes] = {}
+
+    def get_head(self, key: str) -> KeyHead | None:
+        raw = self.heads.get(key)
+        return None if raw is None else KeyHead.from_bytes(raw)
+
+    def put_head(self, key: str, head: KeyHead) -> None:
+        self.heads[key] = head.to_bytes()
+
+    def delete_head(self, key: str) -> None:
+        self.heads.pop(key, None)
+
+    def get_pane(self, key: str, pane: int) -> WindowStats | None:
+        raw = self.panes.get(pane_key(key, pane))
+        return None if raw is None else WindowStats.from_wire(orjson.loads(raw))
+
+    def put_pane(self, key: str, pane: int, stats: WindowStats) -> None:
+        self.panes[pane_key(key, pane)] = orjson.dumps(stats.to_wire())
+
+    def delete_pane(self, key: str, pane: int) -> None:
+        self.panes.pop(pane_key(key, pane), None)
+
+    def iter_heads(self) -> Iterator[tuple[str, KeyHead]]:
+        for key, raw in list(self.heads.items()):
+            yield key, KeyHead.from_bytes(raw)
+
+
+def apply_partial(
+    store: PaneStore,
+    key: str,
+    partial: KeyPartial,
+    windows: AnalyticsWindows,
+    partition: int,
+    *,
+    create: bool = True,
+) -> KeyHead | None:
+    """Merge one batch's partial into the stored panes of `key`, then drop expired panes.
+
+    Panes already behind the key's retention horizon (very late data) are not resurrected.
+    With `create=False` an unknown key is left alone (dead letters with an unknown key).
+    Returns the new head (None when nothing was stored).
+    """
+    head = store.get_head(key)
+    if head is None:
+        if not create:
+            return None
+        head = KeyHead(partition=partition)
+    head.partition = partition
+    head.watermark = max(head.watermark, partial.watermark)
+    head.site = partial.site or head.site
+    head.device_type = partial.device_type or head.device_type
+    stored = set(head.panes)
+    for start, delta in partial.panes.items():
+        if windows.expired(start, head.watermark):
+            continue
+        if start in stored:
+            current = store.get_pane(key, start) or WindowStats()
+            current.merge(delta)
+        else:
+            current = delta
+            stored.add(start)
+        store.put_pane(key, start, current)
+        head.totals.merge(delta.counts())
+    head.panes = sorted(stored)
+    _expire_panes(store, key, head, windows)
+    store.put_head(key, head)
+    return head
+
+
+def _expire_panes(store: PaneStore, key: str, head: KeyHead, windows: AnalyticsWindows) -> None:
+    keep = 0
+    while keep < len(head.panes) and windows.expired(head.panes[keep], head.watermark):
+        pane = head.panes[keep]
+        old = store.get_pane(key, pane)
+        if old is not None:
+            head.totals.subtract_counts(old)
+        store.delete_pane(key, pane)
+        keep += 1
+    if keep:
+        del head.panes[:keep]
+
+
+def sweep_idle(
+    store: PaneStore,
+    heads: Iterable[tuple[str, KeyHead]],
+    partition_watermarks: Mapping[int, float],
+    windows: AnalyticsWindows,
+) -> list[str]:
+    """Delete keys that went quiet: every pane of a key whose watermark is `retention_s`
+    behind its partition's watermark (the newest event time seen there). Returns their keys.
+
+    Only heads in `partition_watermarks`' partitions are considered (the caller can write
+    there); `heads` is usually the local table's items.
+    """
+    gone: list[str] = []
+    for key, head in heads:
+        mark = partition_watermarks.get(head.partition)
+        if mark is None or head.watermark > mark - windows.retention_s:
+            continue
+        for pane in head.panes:
+            store.delete_pane(key, pane)
+        store.delete_head(key)
+        gone.append(key)
+    return gone
+
+
+# --------------------------------------------------------------------------------------------
+# Folding a scored batch
+# --------------------------------------------------------------------------------------------
+
+
+def reading_origins(result: BatchResult, keys: Sequence[bytes | None]) -> list[int]:
+    """The index of a batch message from the same partition as each scored reading.
+
+    `ReadingPipeline.process` appends a message's scored readings, then that message's one
+    `predictions` record (key = the message's key; `{"predictions": [...]}` for an envelope),
+    in message order. A message key always maps to one partition, so the first message with
+    the record's key is in the reading's partition (gateway keys included).
+    """
+    first: dict[bytes | None, int] = {}
+    for index, key in enumerate(keys):
+        first.setdefault(key, index)
+    origins: list[int] = []
+    for record in result.outbound:
+        if record.role != "predictions":
+            continue
+        value = record.value
+        n = value.count(_PREDICTION_MARK) if value.startswith(_PREDICTIONS_ENVELOPE) else 1
+        origins.extend([first.get(record.key, 0)] * n)
+    if len(origins) != len(result.scored):
+        raise ValueError(
+            f"{len(result.scored)} scored readings but {len(origins)} predicted: the "
+            "pipeline's output order changed (see models.analytics.reading_origins)"
+        )
+    return origins
+
+
+def fold_batch(
+    scored: Sequence[ScoredReading], origins: Sequence[int], windows: AnalyticsWindows
+) -> dict[str, KeyPartial]:
+    """Per-device partial aggregates of one scored batch (readings, anomalies, late readings,
+    alerts opened; the alert counts go to the pane of the alert's event time)."""
+    partials: dict[str, KeyPartial] = {}
+    pane_s = windows.pane_s
+    for outcome, origin in zip(scored, origins, strict=True):
+        reading = outcome.reading
+        partial = partials.get(reading.device_id)
+        if partial is None:
+            partial = partials[reading.device_id] = KeyPartial(
+                origin=origin, site=reading.site, device_type=reading.device_type
+            )
+        ts = reading.ts
+        if ts > partial.watermark:
+            partial.watermark = ts
+        start = int(ts // pane_s) * pane_s
+        stats = partial.panes.get(start)
+        if stats is None:
+            stats = partial.panes[start] = WindowStats()
+        stats.add_reading(reading.metrics, outcome.anomaly_score, outcome.is_anomaly, outcome.late)
+        for alert in outcome.alerts:
+            if alert.state == "open":
+                partial.pane(windows.pane_of(alert.ts)).add_alert(alert.severity)
+    return partials
+
+
+def dead_letter_partition(record: Outbound) -> int:
+    """The origin partition a dead letter's headers name (-1 when absent)."""
+    for name, value in record.headers or ():
+        if name == "edgeml.origin.partition":
+            return int(value)
+    return -1
+
+
+def fold_dead_letters(
+    outbound: Sequence[Outbound],
+    partition_origin: Mapping[int, int],
+    event_ts: Mapping[int, float],
+    windows: AnalyticsWindows,
+) -> dict[str, KeyPartial]:
+    """Dead letters per message key (decoded as a device id), each counted in the pane of its
+    partition's event time `event_ts[partition]` (a dead letter has no trusted time of its
+    own). Records from partitions missing in either mapping are skipped."""
+    partials: dict[str, KeyPartial] = {}
+    for record in outbound:
+        if record.role != "dlq":
+            continue
+        partition = dead_letter_partition(record)
+        origin = partition_origin.get(partition)
+        ts = event_ts.get(partition)
+        if origin is None or ts is None:
+            continue
+        key = (record.key or b"").decode(errors="replace")
+        partial = partials.get(key)
+        if partial is None:
+            partial = partials[key] = KeyPartial(origin=origin)
+        partial.pane(windows.pane_of(ts)).dead_letters += 1
+    return partials
+
+
+def roll_up(
+    devices: Mapping[str, KeyPartial],
+    dead_letters: Mapping[str, KeyPartial] | None = None,
+) -> dict[str, KeyPartial]:
+    """Site and fleet partials from device partials. Dead letters count for the fleet only
+    (their site is unknown: the message could not be read)."""
+    out: dict[str, KeyPartial] = {}
+    for partial in devices.values():
+        site = partial.site or UNASSIGNED_SITE
+        for key in (site, FLEET_KEY):
+            target = out.get(key)
+            if target is None:
+                target = out[key] = KeyPartial(origin=partial.origin)
+                if key != FLEET_KEY:
+                    target.site = site
+            for start, stats in partial.panes.items():
+                target.pane(start).merge(stats)
+            target.watermark = max(target.watermark, partial.watermark)
+    for partial in (dead_letters or {}).values():
+        fleet = out.get(FLEET_KEY)
+        if fleet is None:
+            fleet = out[FLEET_KEY] = KeyPartial(origin=partial.origin)
+        for start, stats in partial.panes.items():
+            fleet.pane(start).merge(stats)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Reading back
+# --------------------------------------------------------------------------------------------
+
+
+def _load_panes(store: PaneStore, key: str, head: KeyHead) -> Iterator[tuple[int, WindowStats]]:
+    for pane in head.panes:
+        stats = store.get_pane(key, pane)
+        if stats is not None:
+            yield pane, stats
+
+
+def head_summary(
+    store: PaneStore, key: str, head: KeyHead, windows: AnalyticsWindows
+) -> dict[str, Any]:
+    """One line of a listing: labels, watermark, totals over the retained panes, and the
+    newest tumbling window."""
+    latest: dict[str, Any] | None = None
+    if head.panes:
+        start = head.panes[-1] // windows.tumbling_s * windows.tumbling_s
+        stats = WindowStats()
+        for pane in range(start, start + windows.tumbling_s, windows.pane_s):
+            if pane in head.panes:
+                got = store.get_pane(key, pane)
+                if got is not None:
+                    stats.merge(got)
+        latest = {"start": start, "end": start + windows.tumbling_s, **stats.summary()}
+    totals = head.totals.summary()
+    for name in ("score", "metrics"):
+        del totals[name]
+    return {
+        "key": key,
+        "site": head.site,
+        "device_type": head.device_type,
+        "watermark": head.watermark if math.isfinite(head.watermark) else None,
+        "totals": totals,
+        "latest": latest,
+    }
+
+
+def key_view(
+    store: PaneStore,
+    key: str,
+    kind: str,
+    windows: AnalyticsWindows,
+    *,
+    last: int | None = None,
+) -> dict[str, Any] | None:
+    """A key's `kind` windows (oldest first; `last` keeps the newest N) and its totals, or
+    None for an unknown key. A bad `kind` is a ValueError listing the choices."""
+    size, hop = windows.size_and_hop(kind)
+    head = store.get_head(key)
+    if head is None:
+        return None
+    listed = windows.windows(kind, dict(_load_panes(store, key, head)), head.watermark)
+    if last is not None:
+        listed = listed[-last:] if last > 0 else []
+    summary = head_summary(store, key, head, windows)
+    del summary["latest"]
+    return {
+        **summary,
+        "window": {"kind": kind, "size_s": size, "hop_s": hop, "retention_s": windows.retention_s},
+        "windows": [
+            {"start": start, "end": end, "open": end > head.watermark, **stats.summary()}
+            for start, end, stats in listed
+        ],
+    }

@@ -1,0 +1,75 @@
+"""The analytics tables and their repartition topic (see `agents.analytics` for how they fill).
+
+Four changelog-backed tables, all keys strings and values bytes from `models.analytics`:
+
+- `analytics-device-heads`: device id -> `KeyHead` (partition, watermark, labels, stored
+  panes, running totals); co-partitioned with `sensor-readings`.
+- `analytics-device-panes`: `<device>@<pane start>` -> `WindowStats`; written to the device's
+  partition, so it moves with the device on a rebalance.
+- `analytics-site-heads` / `analytics-site-panes`: the same for sites and the fleet (key
+  `*`), co-partitioned with the `analytics-site-partials` topic they are folded from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faust
+
+from app.settings import Settings
+from topics.catalog import TopicSpec
+
+__all__ = ["SITE_PARTIALS", "AnalyticsTables", "declare_analytics"]
+
+SITE_PARTIALS = TopicSpec(
+    "analytics-site-partials",
+    "Internal: per-batch partial aggregates keyed by site (and `*` for the fleet).",
+    config={"retention.ms": str(24 * 3600 * 1000)},
+)
+
+
+@dataclass(frozen=True)
+class AnalyticsTables:
+    """The analytics tables of one app and the topic that repartitions site aggregates."""
+
+    device_heads: faust.types.TableT
+    device_panes: faust.types.TableT
+    site_heads: faust.types.TableT
+    site_panes: faust.types.TableT
+    site_partials_topic: faust.TopicT
+
+
+def _table(app: faust.App, settings: Settings, name: str, help: str) -> faust.types.TableT:
+    return app.Table(
+        name,
+        default=None,
+        schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="raw"),
+        partitions=settings.topic_partitions,
+        help=help,
+    )
+
+
+def declare_analytics(app: faust.App, settings: Settings) -> AnalyticsTables:
+    return AnalyticsTables(
+        device_heads=_table(
+            app, settings, "analytics-device-heads", "Per device: panes kept, totals, labels."
+        ),
+        device_panes=_table(
+            app, settings, "analytics-device-panes", "Per device and pane: window aggregates."
+        ),
+        site_heads=_table(
+            app, settings, "analytics-site-heads", "Per site and the fleet: panes, totals."
+        ),
+        site_panes=_table(
+            app, settings, "analytics-site-panes", "Per site/fleet and pane: aggregates."
+        ),
+        site_partials_topic=app.topic(
+            settings.topic(SITE_PARTIALS.name),
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=settings.topic_partitions,
+            replicas=settings.topic_replication,
+            config=dict(SITE_PARTIALS.config),
+            internal=True,
+        ),
+    )

@@ -272,3 +272,51 @@ def worker_factory(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[by
         except subprocess.TimeoutExpired:
             worker.kill()
             worker.wait()
+
+
+@pytest.fixture
+def read_records() -> Callable[..., list[dict[str, Any]]]:
+    """`read(settings, topic_name, idle_ms=5000) -> records`: everything on one of the platform's
+    topics so far, JSON-decoded; prediction envelopes are fanned out into their predictions."""
+    from kafka import KafkaConsumer
+
+    def read(settings: Settings, name: str, idle_ms: int = 5000) -> list[dict[str, Any]]:
+        consumer = KafkaConsumer(
+            settings.topic(name),
+            bootstrap_servers=settings.bootstrap_servers,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            consumer_timeout_ms=idle_ms,
+        )
+        records: list[dict[str, Any]] = []
+        try:
+            for message in consumer:
+                value = json.loads(message.value)
+                records.extend(value.get("predictions", [value]))
+        finally:
+            consumer.close()
+        return records
+
+    return read
+
+
+@pytest.fixture
+def run_cli(request: pytest.FixtureRequest) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """`run(settings, *args, timeout=300) -> CompletedProcess`: `python -m app ARGS` with the
+    environment that makes `Settings()` equal to `settings` (output captured as text)."""
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEML_")}
+
+    def run(
+        settings: Settings, *args: str, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "app", *args],
+            cwd=ROOT,
+            env={**base_env, **_settings_env(settings)},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    return run

@@ -27,6 +27,22 @@ DENORMAL_THRESHOLD = 1e-30
 INPUT_NAME = "input"
 
 
+_EXPONENT_MASK = {np.dtype(np.float32): 0x7F800000, np.dtype(np.float64): 0x7FF0000000000000}
+_UINT = {np.dtype(np.float32): np.uint32, np.dtype(np.float64): np.uint64}
+
+
+def _tiny(arr: np.ndarray) -> np.ndarray:
+    """Mask of nonzero |w| < 1e-30. Denormals are found by their bits (zero exponent, nonzero
+    mantissa): once an onnxruntime session with denormals-as-zero has run on this thread, float
+    comparisons see a denormal as 0 and `arr != 0` would miss it."""
+    mask = (np.abs(arr) < DENORMAL_THRESHOLD) & (arr != 0)
+    exponent = _EXPONENT_MASK.get(arr.dtype)
+    if exponent is not None:
+        bits = arr.view(_UINT[arr.dtype])
+        mask |= ((bits & exponent) == 0) & ((bits & ~np.array(exponent, bits.dtype)) != 0)
+    return mask
+
+
 class ExportMismatch(EdgeMLError):
     """An exported model disagrees with its source beyond tolerance."""
 
@@ -47,7 +63,7 @@ def scrub_denormals(estimator: Any) -> int:
             arrays.append(value)
     for arr in arrays:
         if arr.dtype.kind == "f":
-            mask = (np.abs(arr) < DENORMAL_THRESHOLD) & (arr != 0)
+            mask = _tiny(arr)
             count += int(mask.sum())
             arr[mask] = 0.0
     return count
@@ -62,7 +78,7 @@ def scrub_onnx_denormals(model: Any) -> int:
         arr = numpy_helper.to_array(init)
         if arr.dtype.kind != "f":
             continue
-        mask = (np.abs(arr) < DENORMAL_THRESHOLD) & (arr != 0)
+        mask = _tiny(arr)
         if mask.any():
             count += int(mask.sum())
             fixed = np.where(mask, 0, arr).astype(arr.dtype)

@@ -61,7 +61,9 @@ def test_denormals_are_scrubbed(demos: dict[str, zoo.Demo]) -> None:
     model = onnx.load_from_string(export_sklearn(est, 16))
     init = model.graph.initializer[0]
     arr = onnx.numpy_helper.to_array(init).copy()
-    arr.flat[0] = np.float32(1e-40)
+    # Set the bits, not a float: on a thread where onnxruntime enabled denormals-as-zero,
+    # converting 1e-40 to float32 already gives 0.
+    arr.view(np.uint32).flat[0] = 0x000116C2  # 1e-40 as a float32 denormal
     init.CopyFrom(onnx.numpy_helper.from_array(arr, init.name))
     assert scrub_onnx_denormals(model) == 1
 

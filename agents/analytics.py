@@ -59,8 +59,10 @@ log = logging.getLogger(__name__)
 class TablePaneStore:
     """`models.analytics.PaneStore` over a heads table and a panes table.
 
-    Writes go to the partition of `event` (made the stream's current event first, as in
-    `agents.state.TableStateStore`); a store without an event is read-only (web views).
+    Reads and writes go to the partition of `event`, made the stream's current event first
+    (as in `agents.state.TableStateStore`: the RocksDB store reads from, and Faust writes to,
+    the current event's partition). A store without an event is read-only (web views): there
+    is no current event there, and the RocksDB store looks the key up in every partition.
     """
 
     def __init__(
@@ -80,28 +82,30 @@ class TablePaneStore:
             self._stream._set_current_event(self._event)
 
     def get_head(self, key: str) -> KeyHead | None:
-        raw = self._heads.get(key)
+        self._here()  # RocksDB reads, too, look in the current event's partition
+        raw = self._heads.get(key.encode())
         return KeyHead.from_bytes(raw) if raw else None
 
     def put_head(self, key: str, head: KeyHead) -> None:
         self._here()
-        self._heads[key] = head.to_bytes()
+        self._heads[key.encode()] = head.to_bytes()
 
     def delete_head(self, key: str) -> None:
         self._here()
-        self._heads.pop(key, None)
+        self._heads.pop(key.encode(), None)
 
     def get_pane(self, key: str, pane: int) -> WindowStats | None:
-        raw = self._panes.get(pane_key(key, pane))
+        self._here()
+        raw = self._panes.get(pane_key(key, pane).encode())
         return WindowStats.from_wire(orjson.loads(raw)) if raw else None
 
     def put_pane(self, key: str, pane: int, stats: WindowStats) -> None:
         self._here()
-        self._panes[pane_key(key, pane)] = orjson.dumps(stats.to_wire())
+        self._panes[pane_key(key, pane).encode()] = orjson.dumps(stats.to_wire())
 
     def delete_pane(self, key: str, pane: int) -> None:
         self._here()
-        self._panes.pop(pane_key(key, pane), None)
+        self._panes.pop(pane_key(key, pane).encode(), None)
 
 
 def local_heads(heads: faust.types.TableT, partitions: set[int]) -> Iterator[tuple[str, KeyHead]]:

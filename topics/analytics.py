@@ -1,6 +1,6 @@
 """The analytics tables and their repartition topic (see `agents.analytics` for how they fill).
 
-Four changelog-backed tables, all keys strings and values bytes from `models.analytics`:
+Four changelog-backed tables; keys are UTF-8 bytes, values bytes from `models.analytics`:
 
 - `analytics-device-heads`: device id -> `KeyHead` (partition, watermark, labels, stored
   panes, running totals); co-partitioned with `sensor-readings`.
@@ -40,10 +40,15 @@ class AnalyticsTables:
 
 
 def _table(app: faust.App, settings: Settings, name: str, help: str) -> faust.types.TableT:
+    # Keys are bytes so the changelog (and Faust's table router, which hashes the changelog
+    # topic's serialized key) sees exactly the bytes the producers keyed the input with: a
+    # `str` key type would be JSON-quoted there and hash to another partition.
     return app.Table(
         name,
         default=None,
-        schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="raw"),
+        key_type=bytes,
+        value_type=bytes,
+        schema=faust.Schema(key_type=bytes, key_serializer="raw", value_serializer="raw"),
         partitions=settings.topic_partitions,
         help=help,
     )

@@ -31,6 +31,7 @@ function renderAlert(alert) {
   li.dataset.device = alert.device_id;
   li.dataset.severity = alert.severity;
   li.dataset.state = alert.state;
+  li.dataset.ts = String(alert.ts);
   const drivers = (alert.drivers || []).slice(0, 3)
     .map((d) => d.metric + "." + d.feature + " z=" + fmt(d.zscore, 1)).join(", ");
   li.innerHTML =
@@ -44,7 +45,9 @@ function renderAlert(alert) {
   li.addEventListener("click", () => selectDevice(alert.device_id));
   state.alerts.set(id, li);
   const list = $("alerts");
-  list.insertBefore(li, list.firstChild);
+  // newest event time on top (alerts of several partitions arrive interleaved)
+  const after = Array.from(list.children).find((other) => Number(other.dataset.ts) <= alert.ts);
+  list.insertBefore(li, after || null);
   while (list.children.length > MAX_ALERTS) {
     const last = list.lastChild;
     state.alerts.forEach((node, key) => { if (node === last) state.alerts.delete(key); });

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -114,7 +115,6 @@ class AlertFeed:
         topic = self.settings.topic(catalog.ALERTS.name)
         while not self.closed:
             consumer = AIOKafkaConsumer(
-                topic,
                 **self.settings.kafka_client_config(),
                 group_id=None,  # no group: every partition, whoever owns it in the app
                 enable_auto_commit=False,
@@ -123,6 +123,8 @@ class AlertFeed:
             )
             try:
                 await consumer.start()
+                await _until_exists(consumer, topic)
+                consumer.subscribe([topic])  # no group: all partitions, from their end
                 async for message in consumer:
                     try:
                         record = orjson.loads(message.value or b"null")
@@ -138,6 +140,15 @@ class AlertFeed:
                 await asyncio.sleep(2.0)
             finally:
                 await consumer.stop()
+
+
+async def _until_exists(consumer: Any, topic: str) -> None:
+    """Wait for the topic the worker declares as it starts (subscribing to a missing topic
+    would wait for the next metadata refresh, minutes later)."""
+    for _ in itertools.count():
+        if topic in await consumer.topics():
+            return
+        await asyncio.sleep(0.5)
 
 
 def _filter(request: Request) -> TailFilter:

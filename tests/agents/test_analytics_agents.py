@@ -190,5 +190,5 @@ async def test_quiet_devices_are_swept(app: faust.App) -> None:
     heads = dict(local_heads(parts.tables.device_heads, {0}))
     assert set(heads) == {"dev-b"}
     assert heads["dev-b"].watermark == late_ts + 2
-    panes = [str(k) for k in parts.tables.device_panes]
+    panes = [bytes(k).decode() for k in parts.tables.device_panes]
     assert panes and all(k.startswith("dev-b@") for k in panes)

@@ -143,6 +143,4 @@ def register(
     class PrometheusMetrics(View):
         async def get(self, request: Request) -> Any:
             # aiohttp refuses a charset inside `content_type`, so set the header itself
-            return aioweb.Response(
-                body=metrics.render(), headers={"Content-Type": CONTENT_TYPE}
-            )
+            return aioweb.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})

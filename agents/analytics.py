@@ -71,11 +71,13 @@ class TablePaneStore:
         panes: faust.types.TableT,
         stream: faust.Stream | None = None,
         event: faust.EventT | None = None,
+        cache: dict[str, tuple[bytes, KeyHead]] | None = None,
     ) -> None:
         self._heads = heads
         self._panes = panes
         self._stream = stream
         self._event = event
+        self._cache = cache
 
     def _here(self) -> None:
         if self._stream is not None and self._event is not None:
@@ -84,15 +86,25 @@ class TablePaneStore:
     def get_head(self, key: str) -> KeyHead | None:
         self._here()  # RocksDB reads, too, look in the current event's partition
         raw = self._heads.get(key.encode())
-        return KeyHead.from_bytes(raw) if raw else None
+        if not raw:
+            return None
+        cached = self._cache.get(key) if self._cache is not None else None
+        if cached is not None and (cached[0] is raw or cached[0] == raw):
+            return cached[1]  # the table still holds what this worker wrote: skip decoding
+        return KeyHead.from_bytes(raw)
 
     def put_head(self, key: str, head: KeyHead) -> None:
         self._here()
-        self._heads[key.encode()] = head.to_bytes()
+        raw = head.to_bytes()
+        self._heads[key.encode()] = raw
+        if self._cache is not None:
+            self._cache[key] = (raw, head)
 
     def delete_head(self, key: str) -> None:
         self._here()
         self._heads.pop(key.encode(), None)
+        if self._cache is not None:
+            self._cache.pop(key, None)
 
     def get_pane(self, key: str, pane: int) -> WindowStats | None:
         self._here()
@@ -139,10 +151,22 @@ class AnalyticsObserver:
         self.windows = windows
         self.sweep_every_s = sweep_every_s
         self.watermarks: dict[int, float] = {}  # partition -> newest event time seen there
+        # Decoded device heads with the bytes last written for them (as `agents.state`'s
+        # StateCache): a hit skips decoding; the table stays the source of truth.
+        self.heads: dict[str, tuple[bytes, KeyHead]] = {}
         self._clock = clock
         self._last_sweep = clock()
 
     def __call__(
+        self, result: BatchResult, events: Sequence[faust.EventT], stream: faust.Stream
+    ) -> None:
+        try:
+            self._observe(result, events, stream)
+        except Exception:
+            self.heads.clear()  # a head may have been changed in place and not written
+            raise
+
+    def _observe(
         self, result: BatchResult, events: Sequence[faust.EventT], stream: faust.Stream
     ) -> None:
         if not events:
@@ -183,7 +207,8 @@ class AnalyticsObserver:
         create: bool = True,
     ) -> None:
         event = events[partial.origin]
-        store = TablePaneStore(self.tables.device_heads, self.tables.device_panes, stream, event)
+        tables = self.tables
+        store = TablePaneStore(tables.device_heads, tables.device_panes, stream, event, self.heads)
         apply_partial(store, key, partial, self.windows, event.message.partition, create=create)
 
     def sweep(
@@ -198,7 +223,9 @@ class AnalyticsObserver:
         gone: list[str] = []
         for partition, heads in by_partition.items():
             event = events[first_of[partition]]
-            store = TablePaneStore(tables.device_heads, tables.device_panes, stream, event)
+            store = TablePaneStore(
+                tables.device_heads, tables.device_panes, stream, event, self.heads
+            )
             gone += sweep_idle(store, heads, marks, self.windows)
         if gone:
             log.info("analytics: %d quiet device(s) expired", len(gone))

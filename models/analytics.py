@@ -25,6 +25,7 @@ panes; a key whose watermark falls `retention_s` behind its partition's is delet
 from __future__ import annotations
 
 import math
+from bisect import insort
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -137,19 +138,25 @@ class WindowStats:
         self.anomalies += other.anomalies
         self.late += other.late
         self.dead_letters += other.dead_letters
-        for i, n in enumerate(other.alerts):
-            self.alerts[i] += n
+        a, b = self.alerts, other.alerts
+        a[0] += b[0]
+        a[1] += b[1]
+        a[2] += b[2]
         self.score_sum += other.score_sum
-        self.score_max = max(self.score_max, other.score_max)
+        if other.score_max > self.score_max:
+            self.score_max = other.score_max
+        own = self.metrics
         for name, theirs in other.metrics.items():
-            m = self.metrics.get(name)
+            m = own.get(name)
             if m is None:
-                self.metrics[name] = list(theirs)
+                own[name] = theirs[:]
                 continue
             m[0] += theirs[0]
             m[1] += theirs[1]
-            m[2] = min(m[2], theirs[2])
-            m[3] = max(m[3], theirs[3])
+            if theirs[2] < m[2]:
+                m[2] = theirs[2]
+            if theirs[3] > m[3]:
+                m[3] = theirs[3]
         return self
 
     def counts(self) -> WindowStats:
@@ -158,6 +165,17 @@ class WindowStats:
         out.count, out.anomalies, out.late = self.count, self.anomalies, self.late
         out.dead_letters, out.alerts = self.dead_letters, list(self.alerts)
         return out
+
+    def add_counts(self, other: WindowStats) -> WindowStats:
+        """Add `other`'s counts only (a pane joining a running total); in place, returns self."""
+        self.count += other.count
+        self.anomalies += other.anomalies
+        self.late += other.late
+        self.dead_letters += other.dead_letters
+        alerts = self.alerts
+        for i, n in enumerate(other.alerts):
+            alerts[i] += n
+        return self
 
     def subtract_counts(self, other: WindowStats) -> WindowStats:
         """Take `other`'s counts out (a pane leaving a running total); in place, returns self."""
@@ -231,6 +249,7 @@ class AnalyticsWindows:
     hopping_s: int = 300
     hop_s: int = 60
     retention_s: int = 3600
+    pane_s: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("tumbling_s", "hopping_s", "hop_s", "retention_s"):
@@ -243,10 +262,7 @@ class AnalyticsWindows:
                 f"retention_s ({self.retention_s}) must hold the largest window "
                 f"({max(self.tumbling_s, self.hopping_s)} s)"
             )
-
-    @property
-    def pane_s(self) -> int:
-        return math.gcd(self.tumbling_s, self.hopping_s, self.hop_s)
+        object.__setattr__(self, "pane_s", math.gcd(self.tumbling_s, self.hopping_s, self.hop_s))
 
     def size_and_hop(self, kind: str) -> tuple[int, int]:
         """(size, hop) of a window kind; a bad kind is a ValueError listing the choices."""
@@ -311,7 +327,13 @@ def parse_pane_key(stored: str) -> tuple[str, int]:
 @dataclass(slots=True)
 class KeyHead:
     """What one key (device, site or the fleet) has: its partition, event-time watermark,
-    descriptive labels, which panes are stored, and running totals over those panes."""
+    descriptive labels, which panes it has, running totals over them, and the newest pane's
+    aggregates (`open_pane` / `open_stats`).
+
+    The newest pane lives in the head so that the usual batch (readings of the current
+    minute) costs one table write per key; it moves to the pane table when a newer pane
+    starts.
+    """
 
     partition: int
     watermark: float = -math.inf
@@ -319,6 +341,8 @@ class KeyHead:
     device_type: str | None = None
     panes: list[int] = field(default_factory=list)
     totals: WindowStats = field(default_factory=WindowStats)
+    open_pane: int | None = None
+    open_stats: WindowStats | None = None
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(
@@ -329,12 +353,15 @@ class KeyHead:
                 "t": self.device_type,
                 "panes": self.panes,
                 "tot": self.totals.to_wire(),
+                "op": self.open_pane,
+                "os": None if self.open_stats is None else self.open_stats.to_wire(),
             }
         )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> KeyHead:
         obj = orjson.loads(data)
+        stats = obj.get("os")
         return cls(
             partition=int(obj["p"]),
             watermark=-math.inf if obj["w"] is None else float(obj["w"]),
@@ -342,7 +369,15 @@ class KeyHead:
             device_type=obj["t"],
             panes=[int(p) for p in obj["panes"]],
             totals=WindowStats.from_wire(obj["tot"]),
+            open_pane=obj.get("op"),
+            open_stats=None if stats is None else WindowStats.from_wire(stats),
         )
+
+    def pane(self, store: PaneStore, key: str, pane: int) -> WindowStats | None:
+        """One pane's aggregates: the open one from the head, the others from the store."""
+        if pane == self.open_pane:
+            return self.open_stats
+        return store.get_pane(key, pane)
 
 
 @dataclass(slots=True)
@@ -453,9 +488,12 @@ def apply_partial(
 ) -> KeyHead | None:
     """Merge one batch's partial into the stored panes of `key`, then drop expired panes.
 
-    Panes already behind the key's retention horizon (very late data) are not resurrected.
+    Deltas for the open (newest) pane merge into the head; a newer pane closes it (it is
+    written to the pane table) and becomes the open one; older panes (late data) are merged
+    in the pane table. Panes already behind the key's retention horizon are not resurrected.
     With `create=False` an unknown key is left alone (dead letters with an unknown key).
-    Returns the new head (None when nothing was stored).
+    The partial's objects may be kept: do not reuse it afterwards. Returns the new head (None
+    when nothing was stored).
     """
     head = store.get_head(key)
     if head is None:
@@ -466,19 +504,25 @@ def apply_partial(
     head.watermark = max(head.watermark, partial.watermark)
     head.site = partial.site or head.site
     head.device_type = partial.device_type or head.device_type
-    stored = set(head.panes)
-    for start, delta in partial.panes.items():
+    panes = head.panes
+    for start in sorted(partial.panes):
+        delta = partial.panes[start]
         if windows.expired(start, head.watermark):
             continue
-        if start in stored:
-            current = store.get_pane(key, start) or WindowStats()
-            current.merge(delta)
+        head.totals.add_counts(delta)
+        if not panes or start > panes[-1]:
+            panes.append(start)
+        elif start not in panes:
+            insort(panes, start)
+        if start == head.open_pane and head.open_stats is not None:
+            head.open_stats.merge(delta)
+        elif head.open_pane is None or start > head.open_pane:
+            if head.open_pane is not None and head.open_stats is not None:
+                store.put_pane(key, head.open_pane, head.open_stats)
+            head.open_pane, head.open_stats = start, delta  # the partial is not used again
         else:
-            current = delta
-            stored.add(start)
-        store.put_pane(key, start, current)
-        head.totals.merge(delta.counts())
-    head.panes = sorted(stored)
+            current = store.get_pane(key, start) or WindowStats()
+            store.put_pane(key, start, current.merge(delta))
     _expire_panes(store, key, head, windows)
     store.put_head(key, head)
     return head
@@ -488,10 +532,13 @@ def _expire_panes(store: PaneStore, key: str, head: KeyHead, windows: AnalyticsW
     keep = 0
     while keep < len(head.panes) and windows.expired(head.panes[keep], head.watermark):
         pane = head.panes[keep]
-        old = store.get_pane(key, pane)
+        old = head.pane(store, key, pane)
         if old is not None:
             head.totals.subtract_counts(old)
-        store.delete_pane(key, pane)
+        if pane == head.open_pane:
+            head.open_pane = head.open_stats = None
+        else:
+            store.delete_pane(key, pane)
         keep += 1
     if keep:
         del head.panes[:keep]
@@ -515,7 +562,8 @@ def sweep_idle(
         if mark is None or head.watermark > mark - windows.retention_s:
             continue
         for pane in head.panes:
-            store.delete_pane(key, pane)
+            if pane != head.open_pane:
+                store.delete_pane(key, pane)
         store.delete_head(key)
         gone.append(key)
     return gone
@@ -629,9 +677,15 @@ def roll_up(
                 target = out[key] = KeyPartial(origin=partial.origin)
                 if key != FLEET_KEY:
                     target.site = site
+            panes = target.panes
             for start, stats in partial.panes.items():
-                target.pane(start).merge(stats)
-            target.watermark = max(target.watermark, partial.watermark)
+                mine = panes.get(start)
+                if mine is None:
+                    panes[start] = WindowStats().merge(stats)
+                else:
+                    mine.merge(stats)
+            if partial.watermark > target.watermark:
+                target.watermark = partial.watermark
     for partial in (dead_letters or {}).values():
         fleet = out.get(FLEET_KEY)
         if fleet is None:
@@ -648,7 +702,7 @@ def roll_up(
 
 def _load_panes(store: PaneStore, key: str, head: KeyHead) -> Iterator[tuple[int, WindowStats]]:
     for pane in head.panes:
-        stats = store.get_pane(key, pane)
+        stats = head.pane(store, key, pane)
         if stats is not None:
             yield pane, stats
 
@@ -664,7 +718,7 @@ def head_summary(
         stats = WindowStats()
         for pane in range(start, start + windows.tumbling_s, windows.pane_s):
             if pane in head.panes:
-                got = store.get_pane(key, pane)
+                got = head.pane(store, key, pane)
                 if got is not None:
                     stats.merge(got)
         latest = {"start": start, "end": start + windows.tumbling_s, **stats.summary()}

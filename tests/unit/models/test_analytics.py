@@ -298,8 +298,33 @@ def test_old_panes_expire_and_leave_the_totals() -> None:
     assert head is not None
     # watermark T0+1790: panes ending after T0+1190 are kept (minute 19 ends at T0+1200)
     assert head.panes == [T0 + 60 * m for m in range(19, 30)]
-    assert len(store.panes) == 11  # deleted, not only forgotten
+    assert len(store.panes) == 10  # deleted, not only forgotten; the newest is in the head
+    assert head.open_pane == T0 + 60 * 29 and head.open_stats is not None
     assert head.totals.count == 66
+
+
+def test_the_open_pane_lives_in_the_head_and_late_data_in_the_pane_table() -> None:
+    windows = AnalyticsWindows(60, 300, 60, retention_s=3600)
+    store = DictPaneStore()
+
+    def apply(*readings: ScoredReading) -> KeyHead:
+        partial = fold_batch(list(readings), [0] * len(readings), windows)["d"]
+        head = apply_partial(store, "d", partial, windows, 0)
+        assert head is not None
+        return head
+
+    head = apply(scored("d", T0 + 1, {"t": 1.0}), scored("d", T0 + 2, {"t": 2.0}))
+    assert (head.open_pane, store.panes) == (T0, {})  # one table write: the head
+    head = apply(scored("d", T0 + 61, {"t": 3.0}))
+    assert head.open_pane == T0 + 60 and list(store.panes) == [pane_key("d", T0)]
+    head = apply(scored("d", T0 + 3, {"t": 4.0}, late=True))  # late: into the pane table
+    assert head.open_pane == T0 + 60
+    closed = store.get_pane("d", T0)
+    assert closed is not None and closed.count == 3 and closed.late == 1
+    view = key_view(store, "d", "tumbling", windows)
+    assert view is not None
+    assert [(w["start"], w["count"]) for w in view["windows"]] == [(T0, 3), (T0 + 60, 1)]
+    assert view["totals"]["count"] == 4
 
 
 def test_data_behind_the_horizon_is_not_resurrected() -> None:

@@ -1,11 +1,19 @@
-"""`edgeml tail alerts|predictions|dlq|late`: print live records readably."""
+"""`edgeml tail alerts|predictions|dlq|late`: print live records readably (or as JSON lines).
+
+edgeml tail alerts --severity warning            # warnings and criticals, as they happen
+edgeml tail predictions -d dev-0001 -d dev-0002  # two devices
+edgeml tail predictions --anomalies --json | jq .anomaly_score
+edgeml tail dlq --from-beginning --limit 20      # why the last messages were rejected
+"""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import sys
 from typing import Any
 
+import orjson
 import typer
 from rich.console import Console
 
@@ -57,8 +65,14 @@ def add_to(cli: typer.Typer) -> None:
     @cli.command()
     def tail(
         kind: str = typer.Argument(..., help=f"One of: {', '.join(TAIL_TOPICS)}."),
-        device: str | None = typer.Option(None, "--device", "-d", help="Only this device."),
+        device: list[str] | None = typer.Option(  # noqa: B008
+            None, "--device", "-d", help="Only this device (repeat for several)."
+        ),
         severity: str = typer.Option("info", "--severity", "-s", help="Minimum alert severity."),
+        anomalies: bool = typer.Option(
+            False, "--anomalies", help="Predictions: only readings scored as anomalous."
+        ),
+        as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
         from_beginning: bool = typer.Option(False, "--from-beginning", help="Replay the topic."),
         limit: int | None = typer.Option(
             None, "--limit", "-n", min=1, help="Stop after N records."
@@ -76,15 +90,32 @@ def add_to(cli: typer.Typer) -> None:
             raise typer.BadParameter(
                 f"{severity!r}; choose one of: {', '.join(SEVERITIES)}", param_hint="--severity"
             )
-        console = Console(highlight=False)
+        where = TailFilter(
+            min_severity=severity, devices=frozenset(device or ()), anomalies_only=anomalies
+        )
+        console = Console(highlight=False, soft_wrap=True)  # one line per record, any width
+        errors = Console(stderr=True, highlight=False, soft_wrap=True)
+
+        def show(record: dict[str, Any]) -> None:
+            if as_json:
+                sys.stdout.write(orjson.dumps(record).decode() + "\n")
+                sys.stdout.flush()
+            else:
+                console.print(render(kind, record))
+
+        def ready(topic: str) -> None:
+            start = "its beginning" if from_beginning else "now"
+            errors.print(f"[dim]edgeml tail: following {topic} from {start}[/]")
+
         asyncio.run(
             follow(
                 Settings(),
                 kind,
-                lambda record: console.print(render(kind, record)),
-                where=TailFilter(device, severity),
+                show,
+                where=where,
                 from_beginning=from_beginning,
                 limit=limit,
                 timeout_s=timeout,
+                on_ready=ready,
             )
         )

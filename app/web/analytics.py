@@ -75,8 +75,7 @@ def register(
             if key == FLEET_KEY or (site and head.site != site):
                 continue
             summary = head_summary(store, key, head, windows)
-            summary[name] = summary.pop("key")
-            out.append(summary)
+            out.append({name: summary.pop("key"), **summary})
         return out
 
     def one(view: View, request: Request, store: TablePaneStore, key: str, name: str) -> Response:
@@ -88,8 +87,7 @@ def register(
         if body is None:
             return json_response(view, {"error": f"no data for {name} {key!r}"}, status=404,
                                  worker=worker)  # fmt: skip
-        body[name] = body.pop("key")
-        return json_response(view, body, worker=worker)
+        return json_response(view, {name: body.pop("key"), **body}, worker=worker)
 
     async def gathered(
         request: Request,
@@ -149,7 +147,8 @@ def register(
             return json_response(view, {"error": str(exc)}, status=400, worker=worker)
         if body is None:  # nothing scored yet
             body = {"key": FLEET_KEY, "totals": None, "windows": [], "watermark": None}
-        del body["key"]
+        for field in ("key", "site", "device_type"):
+            body.pop(field, None)
         body["sites"] = await gathered(
             request, tables.site_heads, sites, "site", "sites", path="/analytics/sites"
         )

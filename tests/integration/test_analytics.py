@@ -335,6 +335,9 @@ def test_one_worker_analytics_prometheus_and_live_dashboard(
 
             # (a) the analytics API equals an independent computation over the input topic
             _check_against_input(base, settings)
+            status, health = _get(f"{base}/health")
+            assert status == 200 and health["ready"] and health["broker"]["reachable"], health
+            assert health["lag"]["total"] == 0
 
             # (d) a real Prometheus scraped the predictions the worker produced
             _wait(lambda: _promql(prom, "sum(edgeml_predictions_total)") == READINGS, 60,

@@ -47,7 +47,7 @@ class TableStateStore:
 
     def load(self, device_id: str, origin: int) -> DeviceState | None:
         self._stream._set_current_event(self._events[origin])
-        raw = self._table.get(device_id)
+        raw = self._table.get(device_id.encode())
         if not raw:
             return None
         cached = self._cache.get(device_id)
@@ -58,5 +58,5 @@ class TableStateStore:
     def save(self, device_id: str, state: DeviceState, origin: int) -> None:
         raw = state.to_bytes()
         self._stream._set_current_event(self._events[origin])
-        self._table[device_id] = raw
+        self._table[device_id.encode()] = raw
         self._cache[device_id] = (raw, state)

@@ -114,7 +114,7 @@ def run_demo(
     with _running(processes):
         say(f"worker starting (log: {worker_log}) ...")
         _wait_ready(worker, worker_log)
-        say(f"web page: http://{settings.web_host}:{settings.web_port}/")
+        say(f"web page: http://{settings.web_host}:{settings.web_port}/dashboard")
         interval = 1.0 / plan.hz
         count = int((plan.duration_s or 7 * 86_400) * plan.hz) + 1
         simulator = _spawn(

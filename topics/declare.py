@@ -8,7 +8,6 @@ original bytes of a malformed record to dead-letter it untouched.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import cast
 
 import faust
 
@@ -67,13 +66,12 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
 
 
 def _raw_table(app: faust.App, name: str, partitions: int, help: str) -> faust.types.TableT:
-    table = cast(faust.Table, app.Table(name, default=None, partitions=partitions, help=help))
-    # Values are our own bytes (e.g. `DeviceState.to_bytes`). Faust derives a table's store and
-    # changelog codecs from `value_type` and falls back to JSON, which cannot carry arbitrary
-    # bytes through RocksDB; the store is built lazily, so setting the codecs here takes effect.
-    table.key_serializer = "raw"
-    table.value_serializer = "raw"
-    return table
+    # Keys and values are our own bytes (device id as the input is keyed; `DeviceState.to_bytes`).
+    # `bytes` types are what make Faust pick the raw codec for the store *and* the changelog
+    # topic; with other types it falls back to JSON, which cannot carry these values.
+    return app.Table(
+        name, default=None, key_type=bytes, value_type=bytes, partitions=partitions, help=help
+    )
 
 
 def declare_tables(app: faust.App, settings: Settings) -> Tables:

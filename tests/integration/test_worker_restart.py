@@ -1,5 +1,6 @@
-"""A worker killed with SIGKILL mid-run and restarted (RocksDB store): nothing is left without a
-prediction; duplicates from the redelivered batch are counted and reported by `evaluate`."""
+"""A worker killed with SIGKILL mid-run and replaced by one on a fresh disk (RocksDB store, state
+recovered from the changelog): nothing is left without a prediction; duplicates from the
+redelivered batch are counted and reported by `evaluate`."""
 
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ def test_sigkill_mid_run_loses_no_prediction(
     first.wait()
     assert first.returncode == -9
 
-    worker_factory(settings)
+    # The replacement also lost its disk: its state comes back from the changelog alone.
+    worker_factory(settings.model_copy(update={"data_dir": tmp_path / "fresh-disk"}))
     # The restarted worker redoes everything after the last committed offset; wait until it has
     # caught up (no new predictions for a while) so evaluate sees every duplicate it wrote.
     counts = [-1, len(read_records(settings, "predictions"))]

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,6 +47,8 @@ def _app(settings: Settings, *args: str, **kwargs: object) -> subprocess.Popen[s
 def test_promoting_a_version_switches_predictions_without_a_gap(
     settings_factory: Callable[..., Settings],
     worker_factory: Callable[..., subprocess.Popen[bytes]],
+    run_cli: Callable[..., subprocess.CompletedProcess[str]],
+    read_records: Callable[..., list[dict[str, Any]]],
     tmp_path: Path,
 ) -> None:
     registry_root = tmp_path / "registry"
@@ -74,41 +77,32 @@ def test_promoting_a_version_switches_predictions_without_a_gap(
         "--ground-truth", str(truth), "--no-progress",
     )  # fmt: skip
     time.sleep(6)
-    promote = subprocess.run(
-        [sys.executable, "-m", "app", "models", "promote", "failure-gbm", candidate.version,
-         "--root", str(registry_root)],
-        cwd=ROOT, env=_env(settings), capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    promote = run_cli(
+        settings,
+        "models",
+        "promote",
+        "failure-gbm",
+        candidate.version,
+        "--root",
+        str(registry_root),
+    )
     assert promote.returncode == 0, promote.stderr
     _, sim_err = simulator.communicate(timeout=120)
     assert simulator.returncode == 0, sim_err
 
-    evaluation = subprocess.run(
-        [sys.executable, "-m", "app", "evaluate", "--ground-truth", str(truth), "--json",
-         "--timeout", "60"],
-        cwd=ROOT, env=_env(settings), capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+    evaluation = run_cli(
+        settings, "evaluate", "--ground-truth", str(truth), "--json", "--timeout", "60"
+    )
     assert evaluation.returncode == 0, evaluation.stderr
     report = json.loads(evaluation.stdout)
     assert (report["readings"], report["missing"], report["duplicates"]) == (3000, 0, 0)
     assert worker.poll() is None
 
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(
-        settings.topic("predictions"),
-        bootstrap_servers=settings.bootstrap_servers,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=5000,
-    )
     by_device: dict[str, list[tuple[int, str]]] = {}
-    for message in consumer:
-        value = json.loads(message.value)
-        for prediction in value.get("predictions", [value]):
-            by_device.setdefault(prediction["device_id"], []).append(
-                (prediction["seq"], prediction["models"]["failure"])
-            )
-    consumer.close()
+    for prediction in read_records(settings, "predictions"):
+        by_device.setdefault(prediction["device_id"], []).append(
+            (prediction["seq"], prediction["models"]["failure"])
+        )
     old, new = current.ref, candidate.ref
     for device, seen in by_device.items():
         refs = [ref for _, ref in sorted(seen)]

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -17,26 +15,6 @@ from app.settings import Settings
 from sim.malformed import ERROR_CLASS, MALFORMED_KINDS
 
 pytestmark = pytest.mark.integration
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _cli(settings: Settings, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEML_")}
-    env |= {
-        "EDGEML_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "EDGEML_TOPIC_PREFIX": settings.topic_prefix,
-        "EDGEML_TOPIC_PARTITIONS": str(settings.topic_partitions),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "app", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def _dead_letters(settings: Settings) -> list[dict[str, str]]:
@@ -55,18 +33,19 @@ def _dead_letters(settings: Settings) -> list[dict[str, str]]:
 def test_every_valid_reading_gets_one_prediction_and_every_malformed_one_a_dead_letter(
     settings_factory: Callable[..., Settings],
     worker_factory: Callable[..., subprocess.Popen[bytes]],
+    run_cli: Callable[..., subprocess.CompletedProcess[str]],
     tmp_path: Path,
 ) -> None:
     settings = settings_factory(topic_partitions=4)
     truth = tmp_path / "truth.jsonl"
     worker = worker_factory(settings)
 
-    sim = _cli(
+    sim = run_cli(
         settings, "simulate", "--devices", "20", "--count", "5000", "--seed", "101",
         "--rate", "0", "--malformed", "500", "--ground-truth", str(truth), "--no-progress",
     )  # fmt: skip
     assert sim.returncode == 0, sim.stderr
-    evaluation = _cli(
+    evaluation = run_cli(
         settings, "evaluate", "--ground-truth", str(truth), "--json", "--timeout", "240"
     )
     assert evaluation.returncode == 0, evaluation.stderr

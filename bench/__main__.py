@@ -15,6 +15,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from bench.common import add_options, emit, env_from_args, print_json, versions
@@ -116,6 +117,25 @@ def summarize(details: dict[str, Any], elapsed: float, quick: bool) -> dict[str,
     return summary
 
 
+def _latest_ceiling(out_dir: Path) -> float | None:
+    """C's single-message drain rate from the newest full run recorded under `out_dir`."""
+    import json
+
+    runs = sorted(out_dir.glob("*/details.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for path in runs:
+        try:
+            details = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if details.get("env", {}).get("quick"):
+            continue
+        rate = details.get("ladder", {}).get("single", {}).get("rate", {}).get("C")
+        if rate:
+            emit(f"latency: C's ceiling {rate:,.0f}/s from {path}")
+            return float(rate)
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_options(parser)
@@ -130,6 +150,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--readings", type=int, default=None, help="Memory run readings.")
     parser.add_argument("--ladder-readings", type=int, default=None, help="Ladder backlog.")
     parser.add_argument("--devices", type=int, default=1000, help="Devices (ladder, memory).")
+    parser.add_argument(
+        "--ceiling",
+        type=float,
+        default=None,
+        help="C's single-message ceiling for the latency step at 50 %% when the ladder does not "
+        "run (default: from the latest full run's figures under --out-dir, if any).",
+    )
     args = parser.parse_args(argv)
     parts = [p.strip() for p in args.only.split(",") if p.strip()]
     for part in parts:
@@ -175,6 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench.latency import latency_command
 
         ceiling = details.get("ladder", {}).get("single", {}).get("rate", {}).get("C")
+        ceiling = ceiling or args.ceiling or _latest_ceiling(env.out_dir)
         details["latency"] = latency_command(env, ceiling=ceiling)
     if "scaling" in parts:
         from bench.scaling import scaling_command
@@ -188,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_docs:
         from bench.report import append_markdown, plot_latency
 
-        command = "python -m bench" + (" --quick" if env.quick else "")
+        command = " ".join(["python -m bench", *(argv if argv is not None else sys.argv[1:])])
         if "latency" in details:
             emit(f"plot: {plot_latency(details['latency'])}")
         emit(f"results appended to {append_markdown(summary, details, command)}")

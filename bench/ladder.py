@@ -265,11 +265,14 @@ def flat_ceiling(
     guess: float,
     *,
     fractions: Sequence[float] = (0.6, 0.8, 0.9, 1.0, 1.1, 1.25),
-    step_s: float = 8.0,
+    lower: Sequence[float] = (0.4, 0.25),
+    step_s: float = 6.0,
     devices: int = 1000,
     probe: Probe,
 ) -> dict[str, Any]:
-    """Offer fixed rates (fractions of `guess`, readings/s) until lag stops being flat."""
+    """Offer fixed rates (fractions of `guess`, readings/s) until lag stops being flat; when
+    even the first is not flat (paced traffic makes smaller batches than a backlog does), try
+    the `lower` fractions in turn until one is."""
     batch = KINDS[kind]
     prefix = env.prefix(f"lag-{kind}-{variant.lower()}")
     topics = [input_topic(prefix), output_topic(variant, prefix)]
@@ -278,7 +281,9 @@ def flat_ceiling(
     steps: list[dict[str, Any]] = []
     try:
         event_ts = time.time() - 10 * 24 * 3600  # steps continue each other's event time
-        for fraction in fractions:
+        plan = list(fractions)
+        while plan:
+            fraction = plan.pop(0)
             rate = guess * fraction
             count = max(int(rate * step_s / devices), batch)
             spec = LoadSpec(
@@ -324,8 +329,12 @@ def flat_ceiling(
                 f"{'flat' if flat else 'GROWING'}{'' if generator_ok else ' (generator-limited)'}"
             )
             _wait_outputs(probe, topics[1], {}, probe.total(probe.end(topics[0])), stall_s=10.0)
-            if not flat or not generator_ok:
+            if not generator_ok:
                 break
+            if not flat:
+                if any(s["flat"] for s in steps):
+                    break
+                plan = [f for f in lower if f < fraction][:1]
     finally:
         running.stop()
         cleanup(env, prefix)
@@ -390,7 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def default_readings(env: BenchEnv, kind: str) -> int:
     if kind == "single":
         return 30_000 if env.quick else 100_000
-    return 200_000 if env.quick else 600_000
+    return 200_000 if env.quick else 300_000
 
 
 def ladder_command(
@@ -415,7 +424,7 @@ def ladder_command(
                 readings=n,
                 devices=min(devices, n),
                 probe=probe,
-                max_s=8.0 if env.quick else None,
+                max_s=6.0 if env.quick else None,
             )
             print_summary(result)
             if lag:

@@ -71,6 +71,14 @@ def _f(value: Any, digits: int = 0) -> str:
     return str(value)
 
 
+def _flat(variant: str, result: dict[str, Any]) -> str:
+    if not result["ceiling"]:
+        lowest = min((s["offered"] for s in result["steps"]), default=0.0)
+        return f"{variant} below {_f(lowest)}/s (lowest rate tried)"
+    limited = " (generator-limited)" if result["generator_limited"] else ""
+    return f"{variant} {_f(result['ceiling'])}/s{limited}"
+
+
 def append_markdown(summary: dict[str, Any], details: dict[str, Any], command: str) -> Path:
     """Append one dated section with the summary and the tables of every part that ran."""
     lines: list[str] = []
@@ -114,12 +122,8 @@ def append_markdown(summary: dict[str, Any], details: dict[str, Any], command: s
         flat = part.get("flat_lag")
         if flat:
             lines.append(
-                "Flat-lag ceiling: "
-                + ", ".join(
-                    f"{v} {_f(r['ceiling'])}/s"
-                    + (" (generator-limited)" if r["generator_limited"] else "")
-                    for v, r in flat.items()
-                )
+                "Flat-lag ceiling (highest offered rate with flat lag; paced single messages): "
+                + ", ".join(_flat(v, r) for v, r in flat.items())
                 + "."
             )
         lines.append("")
@@ -167,10 +171,13 @@ def append_markdown(summary: dict[str, Any], details: dict[str, Any], command: s
         state = memory["state"]
         lines += [
             f"**Memory** ({memory['processed']:,} readings from {memory['devices']:,} devices, "
-            f"{memory['batch']}/message): RSS {memory['rss_start_mb']} MB at start, "
-            f"{memory['rss_after_warmup_mb']} MB after warm-up (20 %), {memory['rss_end_mb']} MB "
-            f"at the end (max {memory['rss_max_after_warmup_mb']} MB): growth "
-            f"**{memory['rss_growth_pct']:+.1f} %**. State per device "
+            f"{memory['batch']}/message, {memory.get('interval_s', 1)} s of event time apart): RSS "
+            f"{memory['rss_start_mb']} MB at start, {memory.get('rss_at_20pct_mb', '—')} MB at "
+            f"20 %, {memory['rss_after_warmup_mb']} MB after warm-up "
+            f"({memory.get('warmup_fraction', 0.2):.0%}), {memory['rss_end_mb']} MB at the end "
+            f"(max {memory['rss_max_after_warmup_mb']} MB): growth after warm-up "
+            f"**{memory['rss_growth_pct']:+.1f} %** (from 20 %: "
+            f"{memory.get('rss_growth_from_20pct_pct', float('nan')):+.1f} %). State per device "
             f"**{_f(state.get('state_bytes_mean'))} B** mean, {_f(state.get('state_bytes_max'))} B "
             f"max (changelog record {_f(state.get('changelog_bytes_mean'))} B); process-wide model "
             f"state {memory['model_state']}.",
@@ -186,7 +193,8 @@ def append_markdown(summary: dict[str, Any], details: dict[str, Any], command: s
             "|---|---:|---:|",
         ]
         for name, v in steps["rows"].items():
-            lines.append(f"| {name} | {_f(v['single'], 2)} | {_f(v['batched'], 2)} |")
+            cell = name.replace("|", "/")
+            lines.append(f"| {cell} | {_f(v['single'], 2)} | {_f(v['batched'], 2)} |")
         lines.append("")
     lines += ["Summary (the last line `make bench` prints):", "", "```json"]
     import json

@@ -109,7 +109,7 @@ def scaling_command(
     devices: int = 1000,
 ) -> dict[str, Any]:
     if not readings:
-        readings = (10_000 if env.quick else 60_000) * (10 if kind == "batched" else 1)
+        readings = (10_000 if env.quick else 40_000) * (10 if kind == "batched" else 1)
     emit(
         f"scaling: {', '.join(map(str, workers))} pipeline workers, {kind} messages, "
         f"{readings:,} readings, {env.partitions} partitions, nproc={_nproc()} "

@@ -195,7 +195,7 @@ def steps_command(env: BenchEnv | None, *, repeats: int = 3, quick: bool = False
 
         calls = 200 if quick else 1000
         row(
-            "ONNX failure model, 1 row per call | 100 rows per call",
+            "ONNX failure model, 1 row per call (batched: 100 rows per call)",
             _best(predict(x1, calls), repeats),
             _best(predict(x100, calls // 10), repeats),
         )

@@ -243,7 +243,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--ceiling", type=float, default=None, help="C's ceiling (adds 50 %%).")
     parser.add_argument("--variants", default="A,C", help="Systems to measure (A, B, C).")
-    parser.add_argument("--step-s", type=float, default=None, help="Seconds per rate (12; quick 5).")
+    parser.add_argument(
+        "--step-s", type=float, default=None, help="Seconds per rate (12; quick 5)."
+    )
     parser.add_argument("--plot", default=None, help="Write the latency plot (PNG) here.")
     args = parser.parse_args(argv)
     env = env_from_args(args)

@@ -35,6 +35,7 @@ from typing import Any, cast
 import faust
 import orjson
 
+from agents.state import cached_decode, in_partition_of
 from models.analytics import (
     AnalyticsWindows,
     KeyHead,
@@ -81,17 +82,16 @@ class TablePaneStore:
 
     def _here(self) -> None:
         if self._stream is not None and self._event is not None:
-            self._stream._set_current_event(self._event)
+            in_partition_of(self._stream, self._event)
 
     def get_head(self, key: str) -> KeyHead | None:
         self._here()  # RocksDB reads, too, look in the current event's partition
         raw = self._heads.get(key.encode())
         if not raw:
             return None
-        cached = self._cache.get(key) if self._cache is not None else None
-        if cached is not None and (cached[0] is raw or cached[0] == raw):
-            return cached[1]  # the table still holds what this worker wrote: skip decoding
-        return KeyHead.from_bytes(raw)
+        if self._cache is None:
+            return KeyHead.from_bytes(raw)
+        return cached_decode(self._cache, key, raw, KeyHead.from_bytes)
 
     def put_head(self, key: str, head: KeyHead) -> None:
         self._here()

@@ -33,6 +33,7 @@ def ensure_topics(
             **settings.kafka_client_config(),
             client_id=f"{settings.app_id}-admin",
             request_timeout_ms=timeout_ms,
+            bootstrap_timeout_ms=timeout_ms,
         )
     except KafkaError as exc:
         raise BrokerUnavailable(
@@ -74,11 +75,16 @@ def publish(
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
-    ensure_topics(settings, [spec for spec in ALL_TOPICS if settings.topic(spec.name) == topic])
+    ensure_topics(
+        settings,
+        [spec for spec in ALL_TOPICS if settings.topic(spec.name) == topic],
+        timeout_s=timeout_s,
+    )
     config = settings.producer_config()
     try:
         producer = KafkaProducer(
             bootstrap_servers=config.pop("bootstrap_servers"),
+            bootstrap_timeout_ms=int(timeout_s * 1000),
             **{k: v for k, v in config.items() if k != "linger_ms"},
         )
         try:

@@ -51,6 +51,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
 
 
+NO_BROKER = "127.0.0.1:9"  # the discard port: nothing serves Kafka there
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_broker(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests not marked `integration` must not depend on a broker: a `Settings()` built inside
+    the code under test would otherwise reach a developer's broker on the default port and pass
+    here, then fail on a clean machine."""
+    if request.node.get_closest_marker("integration") is None:
+        monkeypatch.setenv("EDGEML_BOOTSTRAP_SERVERS", NO_BROKER)
+
+
 # --- the broker -----------------------------------------------------------------------------------
 
 
@@ -200,7 +212,7 @@ def settings_factory(
         if "bootstrap_servers" not in overrides:
             needs_broker = request.node.get_closest_marker("integration") is not None
             overrides["bootstrap_servers"] = (
-                request.getfixturevalue("kafka_bootstrap") if needs_broker else "127.0.0.1:9"
+                request.getfixturevalue("kafka_bootstrap") if needs_broker else NO_BROKER
             )
         fields: dict[str, Any] = {
             "store": "memory://",

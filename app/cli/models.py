@@ -144,9 +144,15 @@ def add_to(cli: typer.Typer) -> None:
         announcement = registry.announcement(model_id, version)
         typer.echo(f"promoted {manifest.ref} (was {before or 'none'})")
         if announce:
-            from app.kafka_admin import publish
+            from app.kafka_admin import BrokerUnavailable, publish
 
             settings = Settings()
             topic = settings.topic(MODEL_REGISTRY.name)
-            publish(settings, topic, announcement.key, announcement.to_bytes())
+            try:
+                publish(settings, topic, announcement.key, announcement.to_bytes())
+            except BrokerUnavailable as exc:
+                raise BrokerUnavailable(
+                    f"{manifest.ref} is promoted in {registry.root} but running workers were not "
+                    f"told ({exc}); rerun this command when the broker is up"
+                ) from None
             typer.echo(f"announced on {topic}: {announcement.to_bytes().decode()}")

@@ -176,8 +176,9 @@ def test_cli_models_and_optimize(
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["registered"] == "mlp@2"
-    result = runner.invoke(cli, ["models", "promote", "mlp", "2", *root])
+    result = runner.invoke(cli, ["models", "promote", "mlp", "2", *root, "--no-announce"])
     assert result.exit_code == 0 and "promoted mlp@2 (was 1)" in result.output
+    assert "announced" not in result.output
     result = runner.invoke(cli, ["models", "show", "mlp", *root])
     assert json.loads(result.output)["version"] == "2"
     result = runner.invoke(

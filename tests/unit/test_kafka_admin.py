@@ -1,0 +1,50 @@
+"""Control-record publishing without a broker: a clear error within the stated timeout."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from app import kafka_admin
+from app.cli import cli
+from app.kafka_admin import BrokerUnavailable, ensure_topics, publish
+from app.settings import Settings
+from models.optimize import zoo
+from models.registry import ModelRegistry
+from topics.catalog import MODEL_REGISTRY
+
+
+def test_ensure_topics_names_the_unreachable_broker(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    settings = settings_factory()
+    with pytest.raises(
+        BrokerUnavailable, match=f"cannot reach Kafka at {settings.bootstrap_servers}"
+    ):
+        ensure_topics(settings, timeout_s=0.5)
+
+
+def test_publish_refuses_instead_of_dropping(settings_factory: Callable[..., Settings]) -> None:
+    settings = settings_factory()
+    with pytest.raises(BrokerUnavailable, match=settings.bootstrap_servers):
+        publish(settings, settings.topic(MODEL_REGISTRY.name), b"k", b"v", timeout_s=0.5)
+
+
+def test_promote_without_broker_says_what_happened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = ModelRegistry(tmp_path / "registry")
+    demo = zoo.train("mlp-tiny", n_train=300, n_holdout=200)
+    zoo.register_demo(registry, demo, "mlp")
+    monkeypatch.setattr(kafka_admin, "publish", functools.partial(publish, timeout_s=0.5))
+    result = CliRunner().invoke(
+        cli, ["models", "promote", "mlp", "1", "--root", str(registry.root)]
+    )
+    assert isinstance(result.exception, BrokerUnavailable)
+    message = str(result.exception)
+    assert "mlp@1 is promoted" in message and "were not told" in message
+    assert registry.promoted_version("mlp") == "1"

@@ -30,12 +30,13 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 import faust
 import orjson
 
-from agents.state import cached_decode, in_partition_of
+from agents.writeback import WriteBackTable
 from models.analytics import (
     AnalyticsWindows,
     KeyHead,
@@ -52,84 +53,111 @@ from models.analytics import (
 from models.pipeline import BatchResult
 from topics.analytics import AnalyticsTables
 
-__all__ = ["AnalyticsObserver", "TablePaneStore", "local_heads", "register"]
+__all__ = [
+    "AnalyticsObserver",
+    "AnalyticsStores",
+    "PaneTables",
+    "TablePaneStore",
+    "local_heads",
+    "register",
+]
 
 log = logging.getLogger(__name__)
 
 
-class TablePaneStore:
-    """`models.analytics.PaneStore` over a heads table and a panes table.
+def _encode_pane(stats: WindowStats) -> bytes:
+    return orjson.dumps(stats.to_wire())
 
-    Reads and writes go to the partition of `event`, made the stream's current event first
-    (as in `agents.state.TableStateStore`: the RocksDB store reads from, and Faust writes to,
-    the current event's partition). A store without an event is read-only (web views): there
-    is no current event there, and the RocksDB store looks the key up in every partition.
+
+def _decode_pane(raw: bytes) -> WindowStats:
+    return WindowStats.from_wire(orjson.loads(raw))
+
+
+@dataclass(frozen=True)
+class PaneTables:
+    """The heads and panes tables of one scope (devices, or sites + fleet), write-back."""
+
+    heads: WriteBackTable[KeyHead]
+    panes: WriteBackTable[WindowStats]
+
+    @classmethod
+    def over(cls, heads: faust.types.TableT, panes: faust.types.TableT) -> PaneTables:
+        return cls(
+            WriteBackTable(heads, KeyHead.to_bytes, KeyHead.from_bytes),
+            WriteBackTable(panes, _encode_pane, _decode_pane),
+        )
+
+    def store(self, event: faust.EventT | None = None) -> TablePaneStore:
+        return TablePaneStore(self, event)
+
+    def forget_decoded(self) -> None:
+        self.heads.forget_decoded()
+        self.panes.forget_decoded()
+
+
+@dataclass(frozen=True)
+class AnalyticsStores:
+    """One app's write-back views of its analytics tables: written by the observer and
+    `aggregate_sites`, read by the web views (which so see writes not yet flushed)."""
+
+    devices: PaneTables
+    sites: PaneTables
+
+    @classmethod
+    def over(cls, tables: AnalyticsTables) -> AnalyticsStores:
+        return cls(
+            PaneTables.over(tables.device_heads, tables.device_panes),
+            PaneTables.over(tables.site_heads, tables.site_panes),
+        )
+
+    def all(self) -> list[WriteBackTable[Any]]:
+        return [self.devices.heads, self.devices.panes, self.sites.heads, self.sites.panes]
+
+
+class TablePaneStore:
+    """`models.analytics.PaneStore` over a `PaneTables` pair, in the partition of `event`.
+
+    A store without an event is read-only (web views): there is no current event there, and
+    the RocksDB store looks a key up in every partition.
     """
 
-    def __init__(
-        self,
-        heads: faust.types.TableT,
-        panes: faust.types.TableT,
-        stream: faust.Stream | None = None,
-        event: faust.EventT | None = None,
-        cache: dict[str, tuple[bytes, KeyHead]] | None = None,
-    ) -> None:
-        self._heads = heads
-        self._panes = panes
-        self._stream = stream
+    def __init__(self, tables: PaneTables, event: faust.EventT | None = None) -> None:
+        self._heads = tables.heads
+        self._panes = tables.panes
         self._event = event
-        self._cache = cache
 
-    def _here(self) -> None:
-        if self._stream is not None and self._event is not None:
-            in_partition_of(self._stream, self._event)
+    def _writable(self) -> faust.EventT:
+        if self._event is None:
+            raise RuntimeError("a TablePaneStore without an event is read-only")
+        return self._event
 
     def get_head(self, key: str) -> KeyHead | None:
-        self._here()  # RocksDB reads, too, look in the current event's partition
-        raw = self._heads.get(key.encode())
-        if not raw:
-            return None
-        if self._cache is None:
-            return KeyHead.from_bytes(raw)
-        return cached_decode(self._cache, key, raw, KeyHead.from_bytes)
+        return self._heads.get(key.encode(), self._event)
 
     def put_head(self, key: str, head: KeyHead) -> None:
-        self._here()
-        raw = head.to_bytes()
-        self._heads[key.encode()] = raw
-        if self._cache is not None:
-            self._cache[key] = (raw, head)
+        self._heads.put(key.encode(), head, self._writable())
 
     def delete_head(self, key: str) -> None:
-        self._here()
-        self._heads.pop(key.encode(), None)
-        if self._cache is not None:
-            self._cache.pop(key, None)
+        self._heads.delete(key.encode(), self._writable())
 
     def get_pane(self, key: str, pane: int) -> WindowStats | None:
-        self._here()
-        raw = self._panes.get(pane_key(key, pane).encode())
-        return WindowStats.from_wire(orjson.loads(raw)) if raw else None
+        return self._panes.get(pane_key(key, pane).encode(), self._event)
 
     def put_pane(self, key: str, pane: int, stats: WindowStats) -> None:
-        self._here()
-        self._panes[pane_key(key, pane).encode()] = orjson.dumps(stats.to_wire())
+        self._panes.put(pane_key(key, pane).encode(), stats, self._writable())
 
     def delete_pane(self, key: str, pane: int) -> None:
-        self._here()
-        self._panes.pop(pane_key(key, pane).encode(), None)
+        self._panes.delete(pane_key(key, pane).encode(), self._writable())
 
 
-def local_heads(heads: faust.types.TableT, partitions: set[int]) -> Iterator[tuple[str, KeyHead]]:
-    """Heads of the local store whose partition is in `partitions` (the memory store also
-    holds standby partitions; a head records its own partition)."""
-    for raw_key, raw in list(heads.items()):
-        if not raw:
-            continue
-        head = KeyHead.from_bytes(raw)
+def local_heads(
+    heads: WriteBackTable[KeyHead], partitions: set[int]
+) -> Iterator[tuple[str, KeyHead]]:
+    """Heads of the local store and pending writes whose partition is in `partitions` (the
+    memory store also holds standby partitions; a head records its own partition)."""
+    for raw_key, head in heads.items():
         if head.partition in partitions:
-            key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
-            yield key, head
+            yield raw_key.decode(), head
 
 
 class AnalyticsObserver:
@@ -142,33 +170,28 @@ class AnalyticsObserver:
     def __init__(
         self,
         tables: AnalyticsTables,
+        stores: AnalyticsStores,
         windows: AnalyticsWindows,
         *,
         sweep_every_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.tables = tables
+        self.devices = stores.devices
         self.windows = windows
         self.sweep_every_s = sweep_every_s
         self.watermarks: dict[int, float] = {}  # partition -> newest event time seen there
-        # Decoded device heads with the bytes last written for them (as `agents.state`'s
-        # StateCache): a hit skips decoding; the table stays the source of truth.
-        self.heads: dict[str, tuple[bytes, KeyHead]] = {}
         self._clock = clock
         self._last_sweep = clock()
 
-    def __call__(
-        self, result: BatchResult, events: Sequence[faust.EventT], stream: faust.Stream
-    ) -> None:
+    def __call__(self, result: BatchResult, events: Sequence[faust.EventT]) -> None:
         try:
-            self._observe(result, events, stream)
+            self._observe(result, events)
         except Exception:
-            self.heads.clear()  # a head may have been changed in place and not written
+            self.devices.forget_decoded()  # one may have been changed in place and not put
             raise
 
-    def _observe(
-        self, result: BatchResult, events: Sequence[faust.EventT], stream: faust.Stream
-    ) -> None:
+    def _observe(self, result: BatchResult, events: Sequence[faust.EventT]) -> None:
         if not events:
             return
         tables, windows = self.tables, self.windows
@@ -188,44 +211,36 @@ class AnalyticsObserver:
             dead = fold_dead_letters(result.outbound, first_of, event_ts, windows)
         rolled = roll_up(devices, dead)  # before the device partials are stored
         for device, partial in devices.items():
-            self._apply(device, partial, events, stream)
+            self._apply(device, partial, events)
         for device, partial in dead.items():
-            self._apply(device, partial, events, stream, create=False)
+            self._apply(device, partial, events, create=False)
         for key, partial in rolled.items():
             tables.site_partials_topic.send_soon(key=key.encode(), value=partial.to_bytes(key))
         if self._clock() - self._last_sweep >= self.sweep_every_s:
             self._last_sweep = self._clock()
-            self.sweep(events, stream, first_of)
+            self.sweep(events, first_of)
 
     def _apply(
         self,
         key: str,
         partial: KeyPartial,
         events: Sequence[faust.EventT],
-        stream: faust.Stream,
         *,
         create: bool = True,
     ) -> None:
         event = events[partial.origin]
-        tables = self.tables
-        store = TablePaneStore(tables.device_heads, tables.device_panes, stream, event, self.heads)
+        store = self.devices.store(event)
         apply_partial(store, key, partial, self.windows, event.message.partition, create=create)
 
-    def sweep(
-        self, events: Sequence[faust.EventT], stream: faust.Stream, first_of: dict[int, int]
-    ) -> list[str]:
+    def sweep(self, events: Sequence[faust.EventT], first_of: dict[int, int]) -> list[str]:
         """Delete devices of this batch's partitions that went quiet (see `sweep_idle`)."""
         marks = {p: self.watermarks[p] for p in first_of if p in self.watermarks}
         by_partition: dict[int, list[tuple[str, KeyHead]]] = {}
-        for key, head in local_heads(self.tables.device_heads, set(marks)):
+        for key, head in local_heads(self.devices.heads, set(marks)):
             by_partition.setdefault(head.partition, []).append((key, head))
-        tables = self.tables
         gone: list[str] = []
         for partition, heads in by_partition.items():
-            event = events[first_of[partition]]
-            store = TablePaneStore(
-                tables.device_heads, tables.device_panes, stream, event, self.heads
-            )
+            store = self.devices.store(events[first_of[partition]])
             gone += sweep_idle(store, heads, marks, self.windows)
         if gone:
             log.info("analytics: %d quiet device(s) expired", len(gone))
@@ -233,7 +248,7 @@ class AnalyticsObserver:
 
 
 def register(
-    app: faust.App, tables: AnalyticsTables, windows: AnalyticsWindows
+    app: faust.App, tables: AnalyticsTables, sites: PaneTables, windows: AnalyticsWindows
 ) -> faust.types.AgentT:
     """The `aggregate_sites` agent: site/fleet partials in, site tables updated."""
 
@@ -242,7 +257,6 @@ def register(
         concrete = cast(faust.Stream, stream)
         async for event in concrete.events():
             key, partial = KeyPartial.from_bytes(cast(Any, event.value))
-            store = TablePaneStore(tables.site_heads, tables.site_panes)  # current event set
-            apply_partial(store, key, partial, windows, event.message.partition)
+            apply_partial(sites.store(event), key, partial, windows, event.message.partition)
 
     return aggregate_sites

@@ -8,9 +8,11 @@ import faust
 
 from agents.publish import Publisher
 from agents.score import inbound
-from agents.state import StateCache, TableStateStore
+from agents.state import TableStateStore
+from agents.writeback import WriteBackTable
 from models.pipeline import ReadingPipeline
-from topics.declare import Tables, Topics
+from models.scoring import DeviceState
+from topics.declare import Topics
 
 __all__ = ["register"]
 
@@ -18,10 +20,9 @@ __all__ = ["register"]
 def register(
     app: faust.App,
     topics: Topics,
-    tables: Tables,
     pipeline: ReadingPipeline,
     publisher: Publisher,
-    cache: StateCache,
+    states: WriteBackTable[DeviceState],
 ) -> faust.types.AgentT:
     # maintenance-events is keyed by device id with the same partition count as the readings,
     # so this event's partition is the device's state partition.
@@ -29,7 +30,7 @@ def register(
     async def learn_maintenance(stream: faust.StreamT[bytes]) -> None:
         concrete = cast(faust.Stream, stream)
         async for event in concrete.events():
-            store = TableStateStore(tables.state_by_device, concrete, [event], cache)
+            store = TableStateStore(states, [event])
             await publisher.publish(pipeline.learn_maintenance(inbound(event), store))
 
     return learn_maintenance

@@ -8,16 +8,18 @@ from typing import cast
 import faust
 
 from agents.publish import Publisher
-from agents.state import StateCache, TableStateStore
+from agents.state import TableStateStore
+from agents.writeback import WriteBackTable
 from app.settings import Settings
 from models.pipeline import BatchResult, Inbound, ReadingPipeline
-from topics.declare import Tables, Topics
+from models.scoring import DeviceState
+from topics.declare import Topics
 
 __all__ = ["BatchObserver", "inbound", "register"]
 
 # Called after each batch is scored and before its outputs are sent (metrics, analytics tables).
-# Runs inside the stream, so table writes may use the batch's events for their partition.
-BatchObserver = Callable[[BatchResult, Sequence[faust.EventT], faust.Stream], None]
+# Table writes use the batch's events for their partition (`agents.writeback.in_partition_of`).
+BatchObserver = Callable[[BatchResult, Sequence[faust.EventT]], None]
 
 
 def inbound(event: faust.EventT) -> Inbound:
@@ -29,10 +31,9 @@ def register(
     app: faust.App,
     settings: Settings,
     topics: Topics,
-    tables: Tables,
     pipeline: ReadingPipeline,
     publisher: Publisher,
-    cache: StateCache,
+    states: WriteBackTable[DeviceState],
     observers: Sequence[BatchObserver] = (),
 ) -> faust.types.AgentT:
     @app.agent(topics.readings, name="score_readings")
@@ -40,10 +41,10 @@ def register(
         concrete = cast(faust.Stream, stream)  # StreamT does not declare take_events
         batches = concrete.take_events(settings.batch_max, within=settings.batch_within_s)
         async for events in batches:
-            store = TableStateStore(tables.state_by_device, concrete, events, cache)
+            store = TableStateStore(states, events)
             result = pipeline.process([inbound(event) for event in events], store)
             for observe in observers:
-                observe(result, events, concrete)
+                observe(result, events)
             await publisher.publish(result.outbound)
 
     return score_readings

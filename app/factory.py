@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import faust
 
 from agents import hello, maintenance, model_updates, score
 from agents.publish import Publisher
-from agents.state import StateCache
+from agents.state import device_states
+from agents.writeback import CommitFlusher
 from app import observability
 from app.metrics import Metrics, TimedScorer
 from app.settings import Settings
@@ -70,10 +73,19 @@ def create_app(settings: Settings) -> faust.App:
     scorer = TimedScorer(metrics.observe_model, registry_root=settings.registry_root)
     pipeline = ReadingPipeline(scorer, limits)
     publisher = Publisher(app, topics)
-    cache = StateCache()
+    states = device_states(tables.state_by_device)
     observers = observability.register(app, settings, topics, scorer, metrics)
-    score.register(app, settings, topics, tables, pipeline, publisher, cache, observers)
-    maintenance.register(app, topics, tables, pipeline, publisher, cache)
+    score.register(app, settings, topics, pipeline, publisher, states, observers)
+    maintenance.register(app, topics, pipeline, publisher, states)
+    flusher = CommitFlusher([states, *observability.of(app).stores.all()])
+    app.sensors.add(flusher)
+
+    @app.on_partitions_revoked.connect
+    async def flush_before_handover(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # Faust committed (and so flushed) while revoking; anything written since goes out
+        # before the partitions' new owners recover them.
+        flusher.flush()
+
     model_updates.register(app, settings, pipeline, registry)
     hello.register(app, settings)
 

@@ -363,9 +363,7 @@ class Metrics:
         self.model_inference.observe(seconds, *split_ref(ref))
         self.model_latency.add(ref, seconds)
 
-    def observe_batch(
-        self, result: BatchResult, events: Sequence[faust.EventT], stream: faust.Stream
-    ) -> None:
+    def observe_batch(self, result: BatchResult, events: Sequence[faust.EventT]) -> None:
         if not events:
             return
         topic = events[0].message.topic
@@ -412,19 +410,19 @@ class Metrics:
 
 
 def guarded(
-    observer: Callable[[BatchResult, Sequence[faust.EventT], faust.Stream], None],
+    observer: Callable[[BatchResult, Sequence[faust.EventT]], None],
     name: str,
     metrics: Metrics,
-) -> Callable[[BatchResult, Sequence[faust.EventT], faust.Stream], None]:
+) -> Callable[[BatchResult, Sequence[faust.EventT]], None]:
     """An observer that never stops scoring: an exception is counted
     (`edgeml_observer_errors`) and logged with its traceback (first, then every 100th)."""
     errors = metrics.observer_errors.labels(name)
     failures = 0
 
-    def observe(result: BatchResult, events: Sequence[faust.EventT], stream: faust.Stream) -> None:
+    def observe(result: BatchResult, events: Sequence[faust.EventT]) -> None:
         nonlocal failures
         try:
-            observer(result, events, stream)
+            observer(result, events)
         except Exception:
             failures += 1
             errors.inc()

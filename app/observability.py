@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import faust
 
 from agents import analytics
-from agents.analytics import AnalyticsObserver
+from agents.analytics import AnalyticsObserver, AnalyticsStores
 from app.metrics import LagCollector, Metrics, guarded
 from app.settings import Settings
 from app.web import register_web
@@ -26,7 +26,7 @@ from topics.declare import Topics
 
 __all__ = ["Observability", "of", "register"]
 
-Observer = Callable[[BatchResult, Sequence[faust.EventT], faust.Stream], None]
+Observer = Callable[[BatchResult, Sequence[faust.EventT]], None]
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class Observability:
     """The pieces `register` added to one app (tests and tools reach them with `of(app)`)."""
 
     tables: AnalyticsTables
+    stores: AnalyticsStores
     windows: AnalyticsWindows
     analytics: AnalyticsObserver
     metrics: Metrics
@@ -54,8 +55,9 @@ def register(
 ) -> list[Observer]:
     windows = settings.analytics_windows()
     tables = declare_analytics(app, settings)
-    observer = AnalyticsObserver(tables, windows, sweep_every_s=settings.analytics_sweep_s)
-    analytics.register(app, tables, windows)
+    stores = AnalyticsStores.over(tables)
+    observer = AnalyticsObserver(tables, stores, windows, sweep_every_s=settings.analytics_sweep_s)
+    analytics.register(app, tables, stores.sites, windows)
     inputs = {
         topics.readings.get_topic_name(),
         topics.maintenance.get_topic_name(),
@@ -64,8 +66,8 @@ def register(
     lag = metrics.add_lag(app, lambda: inputs)
     feed = AlertFeed(settings, backlog=settings.alerts_backlog, on_clients=metrics.sse_clients.set)
     register_web(
-        app, settings, tables=tables, windows=windows, scorer=scorer, metrics=metrics, lag=lag,
-        feed=feed,
+        app, settings, tables=tables, stores=stores, windows=windows, scorer=scorer,
+        metrics=metrics, lag=lag, feed=feed,
     )  # fmt: skip
-    _REGISTERED[app] = Observability(tables, windows, observer, metrics, lag, feed)
+    _REGISTERED[app] = Observability(tables, stores, windows, observer, metrics, lag, feed)
     return [guarded(observer, "analytics", metrics), metrics.observe_batch]

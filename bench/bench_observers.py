@@ -1,12 +1,13 @@
 """What the analytics and metrics observers add per reading (no broker needed).
 
-    python -m bench.bench_observers [--batches 40] [--batch 500] [--devices 50]
+    python -m bench.bench_observers [--batches 40] [--batch 500] [--devices 50] [--flush-every 5]
 
 Builds a real worker app (`create_app`, memory store, producer stubbed: table changelog
 writes and site partials go to a no-op), scores batches of simulator readings with the real
 `ReadingPipeline`, and times each observer call on those batches with real Faust events and a
-real stream (so the table writes set the current event as in the worker). Prints one JSON
-line: µs per reading for the pipeline itself and for each observer.
+the write-back analytics tables flushed every `--flush-every` batches, as an offset commit
+does in the worker (1: every batch, the cost of writing through). Prints one JSON line: µs per
+reading for the pipeline itself, for each observer, and for the flushes.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class _Store:
         self.states[device_id] = state
 
 
-async def run(batches: int, batch: int, devices: int) -> dict[str, Any]:
+async def run(batches: int, batch: int, devices: int, flush_every: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(store="memory://", app_id="bench-observers", data_dir=Path(tmp),
                             bootstrap_servers="127.0.0.1:9")  # fmt: skip
@@ -54,14 +55,14 @@ async def run(batches: int, batch: int, devices: int) -> dict[str, Any]:
         app.producer.send_soon = lambda fut: None  # type: ignore[method-assign]
         parts = observability.of(app)
         topic = app.topic(settings.topic("sensor-readings"), value_serializer="raw")
-        stream: faust.Stream = topic.stream()  # type: ignore[assignment]
         pipeline = ReadingPipeline(TimedScorer(parts.metrics.observe_model))
         count = batches * batch // devices + 1
         config = SimConfig(devices=devices, count=count, seed=3, start_ts=time.time() - count)
         sim = simulate(config)
         readings = [e for e in sim.events() if hasattr(e, "metrics")]
         store = _Store()
-        timings = {"pipeline": 0.0, "analytics": 0.0, "metrics": 0.0}
+        timings = {"pipeline": 0.0, "analytics": 0.0, "metrics": 0.0, "flush": 0.0}
+        writebacks = parts.stores.all()
         total = 0
         gc.disable()
         for b in range(batches):
@@ -83,19 +84,25 @@ async def run(batches: int, batch: int, devices: int) -> dict[str, Any]:
             result = pipeline.process(inbound, store)
             timings["pipeline"] += time.perf_counter() - start
             start = time.perf_counter()
-            parts.analytics(result, events, stream)
+            parts.analytics(result, events)
             timings["analytics"] += time.perf_counter() - start
             start = time.perf_counter()
-            parts.metrics.observe_batch(result, events, stream)
+            parts.metrics.observe_batch(result, events)
             timings["metrics"] += time.perf_counter() - start
+            if (b + 1) % flush_every == 0 or b == batches - 1:
+                start = time.perf_counter()
+                for table in writebacks:
+                    table.flush()
+                timings["flush"] += time.perf_counter() - start
             total += result.readings
         gc.enable()
         per = {f"{name}_us_per_reading": round(1e6 * t / total, 2) for name, t in timings.items()}
-        observers = per["analytics_us_per_reading"] + per["metrics_us_per_reading"]
+        observers = sum(per[f"{name}_us_per_reading"] for name in ("analytics", "metrics", "flush"))
         return {
             "readings": total,
             "batch": batch,
             "devices": devices,
+            "flush_every": flush_every,
             **per,
             "observers_us_per_reading": round(observers, 2),
             "observers_pct_of_pipeline": round(100 * observers / per["pipeline_us_per_reading"], 1),
@@ -108,8 +115,12 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=40)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--devices", type=int, default=50)
+    parser.add_argument("--flush-every", type=int, default=5, help="batches between flushes")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args.batches, args.batch, args.devices))))
+    if min(args.batches, args.batch, args.devices, args.flush_every) < 1:
+        parser.error("--batches, --batch, --devices and --flush-every must be >= 1")
+    result = asyncio.run(run(args.batches, args.batch, args.devices, args.flush_every))
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

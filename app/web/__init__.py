@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import faust
 
+from agents.analytics import AnalyticsStores
 from app.metrics import LagCollector, Metrics
 from app.settings import Settings
 from app.web import alerts, analytics, dashboard, status
@@ -23,6 +24,7 @@ def register_web(
     settings: Settings,
     *,
     tables: AnalyticsTables,
+    stores: AnalyticsStores,
     windows: AnalyticsWindows,
     scorer: Scorer,
     metrics: Metrics,
@@ -32,7 +34,7 @@ def register_web(
     if settings.web_token is not None:
         middleware = bearer_middleware(settings.web_token.get_secret_value())
         app.web.web_app.middlewares.append(middleware)  # type: ignore[attr-defined]
-    analytics.register(app, settings, tables, windows)
+    analytics.register(app, settings, tables, stores, windows)
     status.register(app, settings, scorer, metrics, lag)
     alerts.register(app, feed)
     dashboard.register(app)

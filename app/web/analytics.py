@@ -19,7 +19,7 @@ import faust
 import orjson
 from faust.web import Request, Response, View
 
-from agents.analytics import TablePaneStore, local_heads
+from agents.analytics import AnalyticsStores, PaneTables, TablePaneStore, local_heads
 from app.settings import Settings
 from app.web.cluster import gather
 from models.analytics import FLEET_KEY, AnalyticsWindows, head_summary, key_view
@@ -51,10 +51,14 @@ def _last(request: Request) -> int | None:
 
 
 def register(
-    app: faust.App, settings: Settings, tables: AnalyticsTables, windows: AnalyticsWindows
+    app: faust.App,
+    settings: Settings,
+    tables: AnalyticsTables,
+    stores: AnalyticsStores,
+    windows: AnalyticsWindows,
 ) -> None:
-    devices = TablePaneStore(tables.device_heads, tables.device_panes)
-    sites = TablePaneStore(tables.site_heads, tables.site_panes)
+    devices = stores.devices.store()
+    sites = stores.sites.store()
     partitions = settings.topic_partitions
     worker = settings.web_url()
     token = settings.web_token.get_secret_value() if settings.web_token else None
@@ -68,10 +72,10 @@ def register(
     }
 
     def listing(
-        table: faust.types.TableT, store: TablePaneStore, name: str, parts: set[int], site: str
+        heads: PaneTables, store: TablePaneStore, name: str, parts: set[int], site: str
     ) -> list[dict[str, Any]]:
         out = []
-        for key, head in local_heads(table, parts):
+        for key, head in local_heads(heads.heads, parts):
             if key == FLEET_KEY or (site and head.site != site):
                 continue
             summary = head_summary(store, key, head, windows)
@@ -91,16 +95,16 @@ def register(
 
     async def gathered(
         request: Request,
-        table: faust.types.TableT,
-        store: TablePaneStore,
+        scope: PaneTables,
         name: str,
         field: str,
         path: str | None = None,
     ) -> list[dict[str, Any]]:
         site = request.query.get("site", "")
+        store = scope.store()
         items = await gather(
-            app, request, table, partitions,
-            lambda parts: listing(table, store, name, parts, site),
+            app, request, scope.heads.table, partitions,
+            lambda parts: listing(scope, store, name, parts, site),
             field=field, path=path, headers=forward,
         )  # fmt: skip
         items.sort(key=lambda item: str(item[name]))
@@ -109,7 +113,7 @@ def register(
     @app.page("/analytics/devices", name="analytics-devices")
     class DeviceList(View):
         async def get(self, request: Request) -> Response:
-            items = await gathered(request, tables.device_heads, devices, "device_id", "devices")
+            items = await gathered(request, stores.devices, "device_id", "devices")
             return json_response(
                 self, {"devices": items, "count": len(items), "windows": layout}, worker=worker
             )
@@ -125,7 +129,7 @@ def register(
     @app.page("/analytics/sites", name="analytics-sites")
     class SiteList(View):
         async def get(self, request: Request) -> Response:
-            items = await gathered(request, tables.site_heads, sites, "site", "sites")
+            items = await gathered(request, stores.sites, "site", "sites")
             return json_response(
                 self, {"sites": items, "count": len(items), "windows": layout}, worker=worker
             )
@@ -150,7 +154,7 @@ def register(
         for field in ("key", "site", "device_type"):
             body.pop(field, None)
         body["sites"] = await gathered(
-            request, tables.site_heads, sites, "site", "sites", path="/analytics/sites"
+            request, stores.sites, "site", "sites", path="/analytics/sites"
         )
         return json_response(view, body, worker=worker)
 

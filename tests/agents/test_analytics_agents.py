@@ -13,7 +13,7 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agents.analytics import TablePaneStore, local_heads
+from agents.analytics import PaneTables, local_heads
 from app import observability
 from app.factory import create_app
 from app.metrics import iter_metric_names
@@ -103,10 +103,17 @@ async def score(app: faust.App) -> list[tuple[str, bytes, bytes]]:
     return [item for item in sent if item[0] == partials]
 
 
+def flush(app: faust.App) -> None:
+    """What Faust's next offset commit does to the write-back tables."""
+    for table in observability.of(app).stores.all():
+        table.flush()
+
+
 async def test_device_windows_equal_a_one_pass_computation(app: faust.App) -> None:
     await score(app)
     parts = observability.of(app)
-    store = TablePaneStore(parts.tables.device_heads, parts.tables.device_panes)
+    store = parts.stores.devices.store()
+    assert len(parts.stores.devices.heads) == 3 and not parts.tables.device_heads  # held back
     for device, windows in expected_windows().items():
         view = key_view(store, device, "tumbling", parts.windows)
         assert view is not None, device
@@ -118,9 +125,14 @@ async def test_device_windows_equal_a_one_pass_computation(app: faust.App) -> No
             assert (metric["count"], metric["min"], metric["max"]) == (count, lo, hi)
             assert metric["mean"] == pytest.approx(mean, rel=1e-12)
         assert view["site"] == DEVICES[device]
-    heads = dict(local_heads(parts.tables.device_heads, set(range(4))))
+    heads = dict(local_heads(parts.stores.devices.heads, set(range(4))))
     assert heads["dev-a"].totals.dead_letters == 1  # the malformed message's key
     assert heads["dev-c"].totals.count == 42
+    held = {d: key_view(store, d, "hopping", parts.windows) for d in DEVICES}
+    flush(app)
+    assert not parts.stores.devices.heads and not parts.stores.devices.panes
+    written = PaneTables.over(parts.tables.device_heads, parts.tables.device_panes).store()
+    assert {d: key_view(written, d, "hopping", parts.windows) for d in DEVICES} == held
 
 
 async def test_site_partials_fold_into_site_and_fleet_tables(app: faust.App) -> None:
@@ -133,7 +145,8 @@ async def test_site_partials_fold_into_site_and_fleet_tables(app: faust.App) -> 
         for _, key, value in sent:
             await agent.put(value, key=key)
     parts = observability.of(app)
-    store = TablePaneStore(parts.tables.site_heads, parts.tables.site_panes)
+    flush(app)
+    store = PaneTables.over(parts.tables.site_heads, parts.tables.site_panes).store()
     fleet = key_view(store, FLEET_KEY, "tumbling", parts.windows)
     plant_a = key_view(store, "plant-a", "hopping", parts.windows)
     assert fleet is not None and plant_a is not None
@@ -187,7 +200,9 @@ async def test_quiet_devices_are_swept(app: faust.App) -> None:
             await agent.put(orjson.dumps(body), key=b"dev-b")
     # test_context puts every event on partition 0: dev-a and dev-c share dev-b's partition,
     # whose watermark moved more than the retention past their last readings
-    heads = dict(local_heads(parts.tables.device_heads, {0}))
+    flush(app)
+    heads = dict(local_heads(PaneTables.over(parts.tables.device_heads,
+                                             parts.tables.device_panes).heads, {0}))  # fmt: skip
     assert set(heads) == {"dev-b"}
     assert heads["dev-b"].watermark == late_ts + 2
     panes = [bytes(k).decode() for k in parts.tables.device_panes]

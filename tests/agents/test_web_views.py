@@ -18,7 +18,7 @@ from aiokafka.partitioner import murmur2
 from faust.types import TP
 from prometheus_client.parser import text_string_to_metric_families
 
-from agents.analytics import TablePaneStore
+from agents.analytics import PaneTables
 from app import observability
 from app.factory import create_app
 from app.settings import Settings
@@ -107,10 +107,17 @@ async def _json(client: TestClient[Any, Any], path: str, status: int = 200, **kw
 async def test_device_views_serve_the_tables(served: tuple[faust.App, TestClient]) -> None:
     app, client = served
     parts = observability.of(app)
-    store = TablePaneStore(parts.tables.device_heads, parts.tables.device_panes)
+    bodies = {
+        (device, kind): await _json(client, f"/analytics/devices/{device}?window={kind}")
+        for device in DEVICES
+        for kind in ("tumbling", "hopping")
+    }  # served while the writes are still held back (no commit in a test context)
+    for table in parts.stores.all():
+        table.flush()
+    store = PaneTables.over(parts.tables.device_heads, parts.tables.device_panes).store()
     for device in DEVICES:
         for kind in ("tumbling", "hopping"):
-            body = await _json(client, f"/analytics/devices/{device}?window={kind}")
+            body = bodies[device, kind]
             expected = key_view(store, device, kind, parts.windows)
             assert expected is not None
             assert body["windows"] == orjson.loads(orjson.dumps(expected["windows"]))

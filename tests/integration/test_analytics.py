@@ -98,10 +98,12 @@ def _fleet_done(base: str, readings: int, dead_letters: int) -> Callable[[], boo
     def check() -> bool:
         status, body = _get(f"{base}/analytics/fleet")
         totals = body.get("totals") if status == 200 else None
-        return bool(totals) and (totals["count"], totals["dead_letters"]) == (
-            readings,
-            dead_letters,
-        )
+        if not totals:
+            return False
+        seen = (totals["count"], totals["dead_letters"])
+        if seen != (readings, dead_letters):  # shown by `_wait` if it never converges
+            raise ValueError(f"fleet (count, dead letters) {seen} != {(readings, dead_letters)}")
+        return True
 
     return check
 

@@ -128,7 +128,7 @@ def exported_names() -> set[str]:
                                                      save=lambda d, s, o: None))  # fmt: skip
     result.alerts += 1  # make sure an alert series exists
     events = [SimpleNamespace(message=SimpleNamespace(topic="r", time_in=time.monotonic()))]
-    metrics.observe_batch(result, events, None)  # type: ignore[arg-type]
+    metrics.observe_batch(result, events)  # type: ignore[arg-type]
     metrics.alerts.labels("open", "critical").inc()
     metrics.observe_model("failure-gbm@1", 0.001)
     tp = TP("r", 0)

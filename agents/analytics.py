@@ -84,7 +84,9 @@ class PaneTables:
     def over(cls, heads: faust.types.TableT, panes: faust.types.TableT) -> PaneTables:
         return cls(
             WriteBackTable(heads, KeyHead.to_bytes, KeyHead.from_bytes),
-            WriteBackTable(panes, _encode_pane, _decode_pane),
+            # Panes are many (retention / pane length per key) and, once closed, rarely read:
+            # keeping them decoded would hold every pane twice.
+            WriteBackTable(panes, _encode_pane, _decode_pane, keep_decoded=False),
         )
 
     def store(self, event: faust.EventT | None = None) -> TablePaneStore:

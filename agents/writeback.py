@@ -46,11 +46,11 @@ def in_partition_of(event: faust.EventT) -> None:
 class WriteBackTable(Generic[T]):
     """Decoded values of one Faust table, with writes held back until `flush`.
 
-    `get` returns the pending value of a key if there is one, else the table's, decoded once
-    and cached with the bytes it came from (a recovered or rebalanced partition holds other
-    bytes, so the table stays the source of truth). `put` and `delete` record the newest value
-    and the event whose partition the key belongs to. Values may be changed in place after a
-    `put`: `flush` encodes what they hold then.
+    `get` returns the pending value of a key if there is one, else the table's, decoded
+    (with `keep_decoded`, once: the value is kept with the bytes it came from, and a recovered
+    or rebalanced partition holds other bytes, so the table stays the source of truth). `put`
+    and `delete` record the newest value and the event whose partition the key belongs to.
+    Values may be changed in place after a `put`: `flush` encodes what they hold then.
     """
 
     def __init__(
@@ -58,10 +58,13 @@ class WriteBackTable(Generic[T]):
         table: faust.types.TableT,
         encode: Callable[[T], bytes],
         decode: Callable[[bytes], T],
+        *,
+        keep_decoded: bool = True,
     ) -> None:
         self.table = table
         self._encode = encode
         self._decode = decode
+        self._keep_decoded = keep_decoded
         self._pending: dict[bytes, tuple[T | None, faust.EventT]] = {}
         self._decoded: dict[bytes, tuple[bytes, T]] = {}
 
@@ -109,7 +112,8 @@ class WriteBackTable(Generic[T]):
                 else:
                     raw = self._encode(value)
                     self.table[key] = raw
-                    self._decoded[key] = (raw, value)
+                    if self._keep_decoded:
+                        self._decoded[key] = (raw, value)
         except BaseException:
             self._decoded.clear()
             raise
@@ -125,7 +129,8 @@ class WriteBackTable(Generic[T]):
         if cached is not None and (cached[0] is raw or cached[0] == raw):
             return cached[1]
         value = self._decode(raw)
-        self._decoded[key] = (raw, value)
+        if self._keep_decoded:
+            self._decoded[key] = (raw, value)
         return value
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 import faust
@@ -19,6 +21,8 @@ from models.validation import ValidationLimits
 from topics.declare import declare_tables, declare_topics
 
 __all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
 
 
 def _broker_credentials(settings: Settings) -> faust.auth.Credentials | None:
@@ -90,7 +94,9 @@ def create_app(settings: Settings) -> faust.App:
     hello.register(app, settings)
 
     @app.task
-    async def declare_output_topics() -> None:
+    async def at_start() -> None:
+        loop = type(asyncio.get_running_loop())
+        log.info("event loop: %s.%s", loop.__module__, loop.__qualname__)
         # Input topics are declared by Faust when subscribed; outputs are only written to.
         for topic in topics.outputs():
             await topic.maybe_declare()

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import logging
-
 from app.factory import create_app
+from app.process import configure_process
 from app.settings import Settings
 
 __all__ = ["app", "settings"]
 
 settings = Settings()
-for _library in ("aiokafka", "faust", "mode", "kafka"):
-    logging.getLogger(_library).setLevel(settings.library_log_level)
+configure_process(settings)
 app = create_app(settings)

@@ -12,11 +12,11 @@ Output topic: `<prefix>noop-out`. No tables.
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import cast
 
 import faust
 
+from app.process import configure_process
 from app.settings import Settings
 from topics.declare import declare_topics
 
@@ -61,8 +61,7 @@ def create_noop_app(settings: Settings) -> faust.App:
 
 
 settings = Settings()
-for _library in ("aiokafka", "faust", "mode", "kafka"):
-    logging.getLogger(_library).setLevel(settings.library_log_level)
+configure_process(settings)  # the worker's loop and log floors: B differs from C only in work
 app = create_noop_app(settings)
 
 if __name__ == "__main__":

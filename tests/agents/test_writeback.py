@@ -83,6 +83,17 @@ async def test_the_table_stays_the_source_of_truth(app: faust.App) -> None:
     assert fresh == [5, 6] and fresh is not cached
 
 
+async def test_values_need_not_be_kept_decoded(app: faust.App) -> None:
+    changelog(app)
+    table = app.Table("panes", default=None, key_type=bytes, value_type=bytes, partitions=4)
+    panes = WriteBackTable(table, bytes, list, keep_decoded=False)
+    event = event_in(app, 0)
+    panes.put(b"p", [1, 2], event)
+    panes.flush()
+    first = panes.get(b"p", event)
+    assert first == [1, 2] and panes.get(b"p", event) is not first  # decoded on every read
+
+
 async def test_in_partition_of_leaves_the_streams_own_event_alone(app: faust.App) -> None:
     """`take_events`' drainer reads `Stream.current_event`; only Faust's task-local
     `current_event()` (what tables and stores read) may change."""

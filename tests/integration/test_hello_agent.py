@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -19,6 +20,7 @@ async def test_a_greeting_comes_back_upper_cased(
     topic_factory: Callable[..., str],
     worker_factory: Callable[..., subprocess.Popen[bytes]],
     group_id: str,
+    tmp_path: Path,
 ) -> None:
     settings = settings_factory()
     # Declared up front, as deployments do: a worker does not create its agents' source topics.
@@ -39,3 +41,4 @@ async def test_a_greeting_comes_back_upper_cased(
         await consumer.stop()
 
     assert (reply.key, reply.value) == (b"sensor-1", b"HELLO WORLD")
+    assert "event loop: uvloop.Loop" in (tmp_path / "worker-1.log").read_text()  # the default

@@ -49,8 +49,10 @@ class WriteBackTable(Generic[T]):
     `get` returns the pending value of a key if there is one, else the table's, decoded
     (with `keep_decoded`, once: the value is kept with the bytes it came from, and a recovered
     or rebalanced partition holds other bytes, so the table stays the source of truth). `put`
-    and `delete` record the newest value and the event whose partition the key belongs to.
-    Values may be changed in place after a `put`: `flush` encodes what they hold then.
+    and `delete` record the newest value and the partition of the event the key belongs to;
+    one event per partition is kept to write with (holding each key's own event would keep a
+    whole input message per device alive until the flush). Values may be changed in place
+    after a `put`: `flush` encodes what they hold then.
     """
 
     def __init__(
@@ -65,7 +67,8 @@ class WriteBackTable(Generic[T]):
         self._encode = encode
         self._decode = decode
         self._keep_decoded = keep_decoded
-        self._pending: dict[bytes, tuple[T | None, faust.EventT]] = {}
+        self._pending: dict[bytes, tuple[T | None, int]] = {}  # key -> (value, partition)
+        self._anchors: dict[int, faust.EventT] = {}  # partition -> an event of it
         self._decoded: dict[bytes, tuple[bytes, T]] = {}
 
     def __len__(self) -> int:
@@ -84,10 +87,10 @@ class WriteBackTable(Generic[T]):
         return self._decoded_value(key, raw) if raw else None
 
     def put(self, key: bytes, value: T, event: faust.EventT) -> None:
-        self._pending[key] = (value, event)
+        self._pending[key] = (value, self._anchor(event))
 
     def delete(self, key: bytes, event: faust.EventT) -> None:
-        self._pending[key] = (None, event)
+        self._pending[key] = (None, self._anchor(event))
 
     def items(self) -> Iterator[tuple[bytes, T]]:
         """Every key of the local store and the pending writes, pending values first."""
@@ -103,9 +106,10 @@ class WriteBackTable(Generic[T]):
     def flush(self) -> int:
         """Write every pending value to the table (store and changelog); return how many."""
         pending, self._pending = self._pending, {}
+        anchors, self._anchors = self._anchors, {}
         try:
-            for key, (value, event) in pending.items():
-                in_partition_of(event)
+            for key, (value, partition) in pending.items():
+                in_partition_of(anchors[partition])
                 if value is None:
                     self.table.pop(key, None)
                     self._decoded.pop(key, None)
@@ -123,6 +127,11 @@ class WriteBackTable(Generic[T]):
         """Drop the decoded values (after a failure may have changed one in place and not put
         it); pending writes stay, as a direct table write would have."""
         self._decoded.clear()
+
+    def _anchor(self, event: faust.EventT) -> int:
+        partition = event.message.partition
+        self._anchors[partition] = event
+        return partition
 
     def _decoded_value(self, key: bytes, raw: bytes) -> T:
         cached = self._decoded.get(key)

@@ -79,6 +79,15 @@ class Settings(BaseSettings):
 
     registry_root: Path = ROOT / "models" / "artifacts"
     onnx_threads: int = Field(default=1, ge=1, description="onnxruntime intra-op threads.")
+    rocksdb_write_buffer_bytes: int = Field(
+        default=8 * 2**20,
+        ge=2**20,
+        description="RocksDB memtable size per table partition (Faust's default is 64 MiB, three "
+        "of them, per partition and table: RSS grew by hundreds of MB before the first flush).",
+    )
+    rocksdb_block_cache_bytes: int = Field(
+        default=16 * 2**20, ge=0, description="RocksDB block cache per table partition."
+    )
     event_loop: Literal["uvloop", "asyncio"] = Field(
         default="uvloop",
         description="The worker's event loop: uvloop measured 10-20 % more readings/s than "
@@ -149,6 +158,15 @@ class Settings(BaseSettings):
                 self.sasl_password.get_secret_value() if self.sasl_password else None
             )
         return config
+
+    def table_options(self) -> dict[str, Any]:
+        """Store options for every table (`app.Table(options=...)`; the memory store ignores
+        them): bounded RocksDB memtables and block cache, as an edge box needs."""
+        return {
+            "write_buffer_size": self.rocksdb_write_buffer_bytes,
+            "max_write_buffer_number": 2,
+            "block_cache_size": self.rocksdb_block_cache_bytes,
+        }
 
     def producer_config(self) -> dict[str, Any]:
         """Durable producer settings: every send is acknowledged by all in-sync replicas."""

@@ -51,6 +51,7 @@ def _table(app: faust.App, settings: Settings, name: str, help: str) -> faust.ty
         schema=faust.Schema(key_type=bytes, key_serializer="raw", value_serializer="raw"),
         partitions=settings.topic_partitions,
         help=help,
+        options=settings.table_options(),
     )
 
 

@@ -65,12 +65,18 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
     )
 
 
-def _raw_table(app: faust.App, name: str, partitions: int, help: str) -> faust.types.TableT:
+def _raw_table(app: faust.App, settings: Settings, name: str, help: str) -> faust.types.TableT:
     # Keys and values are our own bytes (device id as the input is keyed; `DeviceState.to_bytes`).
     # `bytes` types are what make Faust pick the raw codec for the store *and* the changelog
     # topic; with other types it falls back to JSON, which cannot carry these values.
     return app.Table(
-        name, default=None, key_type=bytes, value_type=bytes, partitions=partitions, help=help
+        name,
+        default=None,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=settings.topic_partitions,
+        help=help,
+        options=settings.table_options(),
     )
 
 
@@ -78,8 +84,8 @@ def declare_tables(app: faust.App, settings: Settings) -> Tables:
     return Tables(
         state_by_device=_raw_table(
             app,
+            settings,
             "state-by-device",
-            settings.topic_partitions,
             "Per-device feature windows, detector and alert state.",
         ),
     )

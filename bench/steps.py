@@ -224,7 +224,9 @@ def steps_command(env: BenchEnv | None, *, repeats: int = 3, quick: bool = False
     save = _best(to_bytes, repeats)
     load = _best(from_bytes, repeats)
     row(
-        "state save (DeviceState.to_bytes; once per device per batch)", save, round(save / BATCH, 2)
+        "state save (DeviceState.to_bytes; the worker: once per device per offset commit)",
+        save,
+        round(save / BATCH, 2),
     )
     row(
         "state load (from_bytes; skipped when the worker's cache holds it)",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import cast
 
@@ -15,11 +16,30 @@ from models.pipeline import BatchResult, Inbound, ReadingPipeline
 from models.scoring import DeviceState
 from topics.declare import Topics
 
-__all__ = ["BatchObserver", "inbound", "register"]
+__all__ = ["BatchObserver", "BatchProgress", "inbound", "register"]
 
 # Called after each batch is scored and before its outputs are sent (metrics, analytics tables).
 # Table writes use the batch's events for their partition (`agents.writeback.in_partition_of`).
 BatchObserver = Callable[[BatchResult, Sequence[faust.EventT]], None]
+
+
+class BatchProgress:
+    """When the batch `score_readings` is working on began (None between batches): a batch
+    that never finishes (a send that never completes) is how a stuck worker shows, and
+    `/health?probe=live` reports it."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.started: float | None = None
+
+    def begin(self) -> None:
+        self.started = self._clock()
+
+    def end(self) -> None:
+        self.started = None
+
+    def in_progress_s(self) -> float:
+        return 0.0 if self.started is None else self._clock() - self.started
 
 
 def inbound(event: faust.EventT) -> Inbound:
@@ -34,6 +54,7 @@ def register(
     pipeline: ReadingPipeline,
     publisher: Publisher,
     states: WriteBackTable[DeviceState],
+    progress: BatchProgress,
     observers: Sequence[BatchObserver] = (),
 ) -> faust.types.AgentT:
     @app.agent(topics.readings, name="score_readings")
@@ -41,10 +62,12 @@ def register(
         concrete = cast(faust.Stream, stream)  # StreamT does not declare take_events
         batches = concrete.take_events(settings.batch_max, within=settings.batch_within_s)
         async for events in batches:
+            progress.begin()
             store = TableStateStore(states, events)
             result = pipeline.process([inbound(event) for event in events], store)
             for observe in observers:
                 observe(result, events)
             await publisher.publish(result.outbound)
+            progress.end()
 
     return score_readings

@@ -10,6 +10,7 @@ import faust
 
 from agents import hello, maintenance, model_updates, score
 from agents.publish import Publisher
+from agents.score import BatchProgress
 from agents.state import device_states
 from agents.writeback import CommitFlusher
 from app import observability
@@ -78,8 +79,9 @@ def create_app(settings: Settings) -> faust.App:
     pipeline = ReadingPipeline(scorer, limits)
     publisher = Publisher(app, topics)
     states = device_states(tables.state_by_device)
-    observers = observability.register(app, settings, topics, scorer, metrics)
-    score.register(app, settings, topics, pipeline, publisher, states, observers)
+    progress = BatchProgress()
+    observers = observability.register(app, settings, topics, scorer, metrics, progress)
+    score.register(app, settings, topics, pipeline, publisher, states, progress, observers)
     maintenance.register(app, topics, pipeline, publisher, states)
     flusher = CommitFlusher([states, *observability.of(app).stores.all()])
     app.sensors.add(flusher)

@@ -14,6 +14,7 @@ import faust
 
 from agents import analytics
 from agents.analytics import AnalyticsObserver, AnalyticsStores
+from agents.score import BatchProgress
 from app.metrics import LagCollector, Metrics, guarded
 from app.settings import Settings
 from app.web import register_web
@@ -40,6 +41,7 @@ class Observability:
     metrics: Metrics
     lag: LagCollector
     feed: AlertFeed
+    progress: BatchProgress
 
 
 _REGISTERED: weakref.WeakKeyDictionary[faust.App, Observability] = weakref.WeakKeyDictionary()
@@ -51,7 +53,12 @@ def of(app: faust.App) -> Observability:
 
 
 def register(
-    app: faust.App, settings: Settings, topics: Topics, scorer: Scorer, metrics: Metrics
+    app: faust.App,
+    settings: Settings,
+    topics: Topics,
+    scorer: Scorer,
+    metrics: Metrics,
+    progress: BatchProgress,
 ) -> list[Observer]:
     windows = settings.analytics_windows()
     tables = declare_analytics(app, settings)
@@ -67,7 +74,9 @@ def register(
     feed = AlertFeed(settings, backlog=settings.alerts_backlog, on_clients=metrics.sse_clients.set)
     register_web(
         app, settings, tables=tables, stores=stores, windows=windows, scorer=scorer,
-        metrics=metrics, lag=lag, feed=feed,
+        metrics=metrics, lag=lag, feed=feed, progress=progress,
     )  # fmt: skip
-    _REGISTERED[app] = Observability(tables, stores, windows, observer, metrics, lag, feed)
+    _REGISTERED[app] = Observability(
+        tables, stores, windows, observer, metrics, lag, feed, progress
+    )
     return [guarded(observer, "analytics", metrics), metrics.observe_batch]

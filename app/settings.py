@@ -88,6 +88,12 @@ class Settings(BaseSettings):
     rocksdb_block_cache_bytes: int = Field(
         default=16 * 2**20, ge=0, description="RocksDB block cache per table partition."
     )
+    stall_after_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="/health?probe=live answers 503 once one batch has been in progress this "
+        "long (a stuck worker, for the orchestrator to restart).",
+    )
     event_loop: Literal["uvloop", "asyncio"] = Field(
         default="uvloop",
         description="The worker's event loop: uvloop measured 10-20 % more readings/s than "

@@ -7,6 +7,7 @@ from __future__ import annotations
 import faust
 
 from agents.analytics import AnalyticsStores
+from agents.score import BatchProgress
 from app.metrics import LagCollector, Metrics
 from app.settings import Settings
 from app.web import alerts, analytics, dashboard, status
@@ -30,11 +31,12 @@ def register_web(
     metrics: Metrics,
     lag: LagCollector,
     feed: AlertFeed,
+    progress: BatchProgress,
 ) -> None:
     if settings.web_token is not None:
         middleware = bearer_middleware(settings.web_token.get_secret_value())
         app.web.web_app.middlewares.append(middleware)  # type: ignore[attr-defined]
     analytics.register(app, settings, tables, stores, windows)
-    status.register(app, settings, scorer, metrics, lag)
+    status.register(app, settings, scorer, metrics, lag, progress)
     alerts.register(app, feed)
     dashboard.register(app)

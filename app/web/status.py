@@ -2,8 +2,12 @@
 
 `/health` is public (no token) and cheap: liveness, readiness (member of the group, not
 rebalancing or recovering tables), whether the broker answers (a metadata request with a
-2 s timeout, cached for 5 s) and this worker's consumer lag. 200 when ready and the broker
-answers, else 503 with the same body; `?probe=live` answers 200 whenever the loop runs.
+2 s timeout, cached for 5 s), this worker's consumer lag and how long the batch being scored
+has been in progress. 200 when ready and the broker answers, else 503 with the same body.
+`?probe=live` (for an orchestrator's liveness probe) answers 200 while the loop runs and no
+batch has been in progress for `EDGEML_STALL_AFTER_S`, else 503: a worker stuck mid-batch
+(seen once as a producer send that never completed) is restarted rather than left holding its
+partitions.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import faust
 from aiohttp import web as aioweb
 from faust.web import Request, Response, View
 
+from agents.score import BatchProgress
 from app.metrics import CONTENT_TYPE, LagCollector, Metrics, split_ref
 from app.settings import Settings
 from models.scoring import Scorer
@@ -106,7 +111,12 @@ def model_report(scorer: Scorer, metrics: Metrics) -> list[dict[str, Any]]:
 
 
 def register(
-    app: faust.App, settings: Settings, scorer: Scorer, metrics: Metrics, lag: LagCollector
+    app: faust.App,
+    settings: Settings,
+    scorer: Scorer,
+    metrics: Metrics,
+    lag: LagCollector,
+    progress: BatchProgress,
 ) -> None:
     probe = BrokerProbe(settings)
     worker = settings.web_url()
@@ -114,14 +124,20 @@ def register(
     @app.page("/health", name="health")
     class Health(View):
         async def get(self, request: Request) -> Response:
+            batch_s = round(progress.in_progress_s(), 3)
+            live = batch_s < settings.stall_after_s
             if request.query.get("probe") == "live":
-                return self.json({"live": True})
+                probe_body: dict[str, Any] = {"live": live}
+                if not live:
+                    probe_body["batch_in_progress_s"] = batch_s
+                return self.json(probe_body, status=200 if live else 503)
             ready, state = _ready(app)
             broker = await probe.check()
             lags = lag.lags()
             body = {
-                "status": "ok" if ready and broker.get("reachable") else "unavailable",
-                "live": True,
+                "status": "ok" if live and ready and broker.get("reachable") else "unavailable",
+                "live": live,
+                "batch_in_progress_s": batch_s,
                 "ready": ready,
                 "state": state,
                 "worker": worker,

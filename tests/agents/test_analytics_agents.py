@@ -165,7 +165,11 @@ async def test_site_partials_fold_into_site_and_fleet_tables(app: faust.App) -> 
 
 
 async def test_metrics_count_the_batches(app: faust.App) -> None:
+    progress = observability.of(app).progress
+    began: list[float] = []
+    progress._clock = lambda: began.append(1.0) or 1.0  # type: ignore[method-assign]
     await score(app)
+    assert began and progress.started is None  # every batch began and ended
     metrics = observability.of(app).metrics
     text = metrics.render().decode()
     samples = {

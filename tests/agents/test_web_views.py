@@ -7,6 +7,7 @@ owned by this worker unless a test says otherwise), and key partitions use Kafka
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -189,6 +190,7 @@ async def test_a_key_owned_elsewhere_is_not_answered_here(
 async def test_health_models_and_metrics(served: tuple[faust.App, TestClient]) -> None:
     _, client = served
     assert await _json(client, "/health?probe=live") == {"live": True}
+    assert (await _json(client, "/health", 503))["batch_in_progress_s"] == 0.0
     health = await _json(client, "/health", 503)  # nothing listens on 127.0.0.1:9
     assert health["live"] is True and health["broker"]["reachable"] is False
     assert set(health["lag"]) == {"total", "partitions"}
@@ -250,6 +252,20 @@ async def test_alert_stream_sends_backlog_then_live_alerts(
     rest = await asyncio.wait_for(response.content.read(), 5)  # returns: the stream ended
     assert rest.strip() == b""
     response.close()
+
+
+async def test_a_batch_stuck_past_the_limit_fails_the_liveness_probe(
+    served: tuple[faust.App, TestClient],
+) -> None:
+    app, client = served
+    progress = observability.of(app).progress
+    progress.started = time.monotonic() - 121.0  # EDGEML_STALL_AFTER_S is 120 by default
+    stuck = await _json(client, "/health?probe=live", 503)
+    assert stuck["live"] is False and stuck["batch_in_progress_s"] >= 121.0
+    health = await _json(client, "/health", 503)
+    assert health["live"] is False and health["status"] == "unavailable"
+    progress.end()
+    assert await _json(client, "/health?probe=live") == {"live": True}
 
 
 async def test_bearer_token_guards_everything_but_health(

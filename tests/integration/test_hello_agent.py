@@ -6,7 +6,6 @@ import asyncio
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -14,20 +13,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from app.settings import Settings
 
 pytestmark = pytest.mark.integration
-
-
-async def _greet(settings: Settings, group_id: str, key: bytes, value: bytes) -> Any:
-    """Send one greeting to `hello-in`; the first record on `hello-out` (60 s at most)."""
-    consumer = AIOKafkaConsumer(settings.topic("hello-out"), **settings.consumer_config(group_id))
-    producer = AIOKafkaProducer(**settings.producer_config())
-    await consumer.start()
-    await producer.start()
-    try:
-        await producer.send_and_wait(settings.topic("hello-in"), key=key, value=value)
-        return await asyncio.wait_for(consumer.getone(), timeout=60)
-    finally:
-        await producer.stop()
-        await consumer.stop()
 
 
 async def test_a_greeting_comes_back_upper_cased(
@@ -44,7 +29,17 @@ async def test_a_greeting_comes_back_upper_cased(
     assert (greetings, replies) == (settings.topic("hello-in"), settings.topic("hello-out"))
     worker_factory(settings)
 
-    reply = await _greet(settings, group_id, b"sensor-1", b"world")
+    consumer = AIOKafkaConsumer(replies, **settings.consumer_config(group_id))
+    producer = AIOKafkaProducer(**settings.producer_config())
+    await consumer.start()
+    await producer.start()
+    try:
+        await producer.send_and_wait(greetings, key=b"sensor-1", value=b"world")
+        reply = await asyncio.wait_for(consumer.getone(), timeout=60)
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
     assert (reply.key, reply.value) == (b"sensor-1", b"HELLO WORLD")
     assert "event loop: uvloop.Loop" in (tmp_path / "worker-1.log").read_text()  # the default
 
@@ -63,5 +58,15 @@ async def test_an_input_topic_created_after_start_is_consumed(
     settings = settings_factory()
     worker_factory(settings)
     assert "Ignoring missing topic" in (tmp_path / "worker-1.log").read_text()
-    reply = await _greet(settings, group_id, b"sensor-2", b"late topic")
+    greetings, replies = settings.topic("hello-in"), settings.topic("hello-out")
+    consumer = AIOKafkaConsumer(replies, **settings.consumer_config(group_id))
+    producer = AIOKafkaProducer(**settings.producer_config())
+    await consumer.start()
+    await producer.start()
+    try:
+        await producer.send_and_wait(greetings, key=b"sensor-2", value=b"late topic")
+        reply = await asyncio.wait_for(consumer.getone(), timeout=60)
+    finally:
+        await producer.stop()
+        await consumer.stop()
     assert (reply.key, reply.value) == (b"sensor-2", b"HELLO LATE TOPIC")

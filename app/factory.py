@@ -66,7 +66,6 @@ def create_app(settings: Settings) -> faust.App:
         topic_replication_factor=settings.topic_replication,
         producer_acks=-1,
         producer_linger=settings.producer_linger_ms / 1000.0,
-        consumer_metadata_max_age_ms=int(settings.consumer_metadata_max_age_s * 1000),
         autodiscover=False,
     )
     topics = declare_topics(app, settings)

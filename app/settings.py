@@ -37,14 +37,6 @@ class Settings(BaseSettings):
     topic_replication: int = Field(default=1, ge=1)
     topic_prefix: str = ""
     producer_linger_ms: int = Field(default=5, ge=0)
-    consumer_metadata_max_age_s: float = Field(
-        default=5.0,
-        gt=0,
-        description="How stale the worker consumer's topic metadata may get. A subscribed topic "
-        "missing from it at start-up (created by Faust a moment earlier, or later by "
-        "`edgeml simulate`) is only consumed after the next refresh: aiokafka's default "
-        "is 300 s.",
-    )
 
     # --- Faust app ---------------------------------------------------------------------------
     app_id: str = "edgeml"

@@ -42,31 +42,3 @@ async def test_a_greeting_comes_back_upper_cased(
 
     assert (reply.key, reply.value) == (b"sensor-1", b"HELLO WORLD")
     assert "event loop: uvloop.Loop" in (tmp_path / "worker-1.log").read_text()  # the default
-
-
-async def test_an_input_topic_created_after_start_is_consumed(
-    settings_factory: Callable[..., Settings],
-    worker_factory: Callable[..., subprocess.Popen[bytes]],
-    group_id: str,
-    tmp_path: Path,
-) -> None:
-    """The worker subscribes to `hello-in` before it exists ("Ignoring missing topic"); the
-    topic appears afterwards (here the broker creates it on first use, as `edgeml simulate`
-    creates `sensor-readings` in the demo and the tests). The consumer must pick it up on its
-    next metadata refresh (`EDGEML_CONSUMER_METADATA_MAX_AGE_S`, 5 s), not aiokafka's default
-    of 5 minutes."""
-    settings = settings_factory()
-    worker_factory(settings)
-    assert "Ignoring missing topic" in (tmp_path / "worker-1.log").read_text()
-    greetings, replies = settings.topic("hello-in"), settings.topic("hello-out")
-    consumer = AIOKafkaConsumer(replies, **settings.consumer_config(group_id))
-    producer = AIOKafkaProducer(**settings.producer_config())
-    await consumer.start()
-    await producer.start()
-    try:
-        await producer.send_and_wait(greetings, key=b"sensor-2", value=b"late topic")
-        reply = await asyncio.wait_for(consumer.getone(), timeout=60)
-    finally:
-        await producer.stop()
-        await consumer.stop()
-    assert (reply.key, reply.value) == (b"sensor-2", b"HELLO LATE TOPIC")

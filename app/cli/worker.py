@@ -35,5 +35,12 @@ def add_to(cli: typer.Typer) -> None:
         if level is None:
             choices = ", ".join(sorted(_LEVELS))
             raise typer.BadParameter(f"{loglevel!r}; choose one of: {choices}", param_hint="-l")
+        # The platform's topics exist before Faust's consumer takes its first metadata: one it
+        # lacks there ("Ignoring missing topic") is only consumed after the next refresh, 5 min
+        # later, even when Faust itself creates the topic a moment before.
+        from app.kafka_admin import ensure_topics
+        from app.settings import Settings
+
+        ensure_topics(Settings())
         sys.argv = ["faust", "-A", "app.main", "worker", "-l", level, *ctx.args]
         faust_cli()

@@ -48,3 +48,14 @@ def test_promote_without_broker_says_what_happened(
     message = str(result.exception)
     assert "mlp@1 is promoted" in message and "were not told" in message
     assert registry.promoted_version("mlp") == "1"
+
+
+def test_worker_refuses_to_start_without_its_topics(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`edgeml worker` creates the platform's topics before Faust subscribes; without a broker
+    it stops there with the admin error instead of starting a worker that consumes nothing."""
+    monkeypatch.setattr(
+        kafka_admin, "ensure_topics", functools.partial(ensure_topics, timeout_s=0.5)
+    )
+    result = CliRunner().invoke(cli, ["worker"])
+    assert isinstance(result.exception, BrokerUnavailable)
+    assert "cannot reach Kafka at 127.0.0.1:9" in str(result.exception)

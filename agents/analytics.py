@@ -115,6 +115,10 @@ class AnalyticsStores:
     def all(self) -> list[WriteBackTable[Any]]:
         return [self.devices.heads, self.devices.panes, self.sites.heads, self.sites.panes]
 
+    def flush(self) -> int:
+        """Write everything held back (what Faust's next offset commit does); return how many."""
+        return sum(table.flush() for table in self.all())
+
 
 class TablePaneStore:
     """`models.analytics.PaneStore` over a `PaneTables` pair, in the partition of `event`.

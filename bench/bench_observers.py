@@ -62,7 +62,6 @@ async def run(batches: int, batch: int, devices: int, flush_every: int) -> dict[
         readings = [e for e in sim.events() if hasattr(e, "metrics")]
         store = _Store()
         timings = {"pipeline": 0.0, "analytics": 0.0, "metrics": 0.0, "flush": 0.0}
-        writebacks = parts.stores.all()
         total = 0
         gc.disable()
         for b in range(batches):
@@ -91,8 +90,7 @@ async def run(batches: int, batch: int, devices: int, flush_every: int) -> dict[
             timings["metrics"] += time.perf_counter() - start
             if (b + 1) % flush_every == 0 or b == batches - 1:
                 start = time.perf_counter()
-                for table in writebacks:
-                    table.flush()
+                parts.stores.flush()
                 timings["flush"] += time.perf_counter() - start
             total += result.readings
         gc.enable()

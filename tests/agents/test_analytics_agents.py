@@ -105,8 +105,7 @@ async def score(app: faust.App) -> list[tuple[str, bytes, bytes]]:
 
 def flush(app: faust.App) -> None:
     """What Faust's next offset commit does to the write-back tables."""
-    for table in observability.of(app).stores.all():
-        table.flush()
+    observability.of(app).stores.flush()
 
 
 async def test_device_windows_equal_a_one_pass_computation(app: faust.App) -> None:

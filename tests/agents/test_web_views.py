@@ -113,8 +113,7 @@ async def test_device_views_serve_the_tables(served: tuple[faust.App, TestClient
         for device in DEVICES
         for kind in ("tumbling", "hopping")
     }  # served while the writes are still held back (no commit in a test context)
-    for table in parts.stores.all():
-        table.flush()
+    parts.stores.flush()
     store = PaneTables.over(parts.tables.device_heads, parts.tables.device_panes).store()
     for device in DEVICES:
         for kind in ("tumbling", "hopping"):

@@ -321,6 +321,21 @@ class Metrics:
         self.late = Counter(
             "edgeml_late_readings", "Readings older than the window grace.", registry=registry
         )
+        self.redelivered = Counter(
+            "edgeml_redelivered_readings",
+            "Readings whose (device, seq) was already applied: not scored again, no prediction.",
+            registry=registry,
+        )
+        self.scoring_errors = Counter(
+            "edgeml_scoring_errors",
+            "Devices whose scoring raised: their readings went to the DLQ, their state was reset.",
+            registry=registry,
+        )
+        self.state_errors = Counter(
+            "edgeml_state_errors",
+            "Device states that could not be loaded and were replaced by a fresh one.",
+            registry=registry,
+        )
         self.observer_errors = Counter(
             "edgeml_observer_errors", "Batch observers that raised (scoring went on).",
             ["observer"], registry=registry,
@@ -382,6 +397,12 @@ class Metrics:
             self._per_reading(result.scored)
         if result.late:
             self.late.inc(result.late)
+        if result.redelivered:
+            self.redelivered.inc(result.redelivered)
+        if result.scoring_errors:
+            self.scoring_errors.inc(result.scoring_errors)
+        if result.state_errors:
+            self.state_errors.inc(result.state_errors)
         if result.alerts or result.dead_letters:
             self._outbound(result)
 

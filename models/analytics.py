@@ -57,6 +57,7 @@ __all__ = [
     "parse_pane_key",
     "reading_origins",
     "roll_up",
+    "roll_up_by_source",
     "sweep_idle",
 ]
 
@@ -332,7 +333,8 @@ class KeyHead:
 
     The newest pane lives in the head so that the usual batch (readings of the current
     minute) costs one table write per key; it moves to the pane table when a newer pane
-    starts.
+    starts. `sources` (sites and the fleet only): per source partition of the input, the
+    highest input offset whose partial was applied, so a partial delivered twice is ignored.
     """
 
     partition: int
@@ -343,20 +345,22 @@ class KeyHead:
     totals: WindowStats = field(default_factory=WindowStats)
     open_pane: int | None = None
     open_stats: WindowStats | None = None
+    sources: dict[int, int] = field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps(
-            {
-                "p": self.partition,
-                "w": self.watermark if math.isfinite(self.watermark) else None,
-                "s": self.site,
-                "t": self.device_type,
-                "panes": self.panes,
-                "tot": self.totals.to_wire(),
-                "op": self.open_pane,
-                "os": None if self.open_stats is None else self.open_stats.to_wire(),
-            }
-        )
+        wire: dict[str, Any] = {
+            "p": self.partition,
+            "w": self.watermark if math.isfinite(self.watermark) else None,
+            "s": self.site,
+            "t": self.device_type,
+            "panes": self.panes,
+            "tot": self.totals.to_wire(),
+            "op": self.open_pane,
+            "os": None if self.open_stats is None else self.open_stats.to_wire(),
+        }
+        if self.sources:  # device heads have none: their bytes stay as they were
+            wire["src"] = {str(p): offset for p, offset in self.sources.items()}
+        return orjson.dumps(wire)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> KeyHead:
@@ -371,6 +375,7 @@ class KeyHead:
             totals=WindowStats.from_wire(obj["tot"]),
             open_pane=obj.get("op"),
             open_stats=None if stats is None else WindowStats.from_wire(stats),
+            sources={int(p): int(offset) for p, offset in obj.get("src", {}).items()},
         )
 
     def pane(self, store: PaneStore, key: str, pane: int) -> WindowStats | None:
@@ -383,13 +388,20 @@ class KeyHead:
 @dataclass(slots=True)
 class KeyPartial:
     """What one batch adds to one key: pane deltas, the newest event time, labels, and the
-    index of a batch message from the key's partition (where its table writes must go)."""
+    index of a batch message from the key's partition (where its table writes must go).
+
+    A site/fleet partial also names its `source` partition of the input and the highest input
+    `offset` of that partition it covers (-1: none, a device partial): `apply_partial` ignores
+    a partial whose offset it already applied for that source (a partial re-delivered after a
+    crash of the aggregating worker)."""
 
     origin: int
     panes: dict[int, WindowStats] = field(default_factory=dict)
     watermark: float = -math.inf
     site: str | None = None
     device_type: str | None = None
+    source: int = -1
+    offset: int = -1
 
     def pane(self, start: int) -> WindowStats:
         stats = self.panes.get(start)
@@ -403,17 +415,23 @@ class KeyPartial:
         self.watermark = max(self.watermark, other.watermark)
         self.site = other.site or self.site
         self.device_type = other.device_type or self.device_type
+        if other.source >= 0:
+            if self.source >= 0 and other.source != self.source:
+                raise ValueError(f"partials of sources {self.source} and {other.source} merged")
+            self.source = other.source
+            self.offset = max(self.offset, other.offset)
         return self
 
     def to_bytes(self, key: str) -> bytes:
         """Wire form on the site-partials topic (`origin` is local to a batch: not sent)."""
-        return orjson.dumps(
-            {
-                "k": key,
-                "w": self.watermark if math.isfinite(self.watermark) else None,
-                "panes": [[start, stats.to_wire()] for start, stats in self.panes.items()],
-            }
-        )
+        wire: dict[str, Any] = {
+            "k": key,
+            "w": self.watermark if math.isfinite(self.watermark) else None,
+            "panes": [[start, stats.to_wire()] for start, stats in self.panes.items()],
+        }
+        if self.source >= 0:
+            wire["src"] = [self.source, self.offset]
+        return orjson.dumps(wire)
 
     @classmethod
     def from_bytes(cls, data: bytes, origin: int = 0) -> tuple[str, KeyPartial]:
@@ -421,6 +439,9 @@ class KeyPartial:
         partial = cls(origin=origin)
         partial.watermark = -math.inf if obj["w"] is None else float(obj["w"])
         partial.panes = {int(start): WindowStats.from_wire(w) for start, w in obj["panes"]}
+        source = obj.get("src")
+        if source is not None:
+            partial.source, partial.offset = int(source[0]), int(source[1])
         key = obj["k"]
         if key != FLEET_KEY:
             partial.site = key
@@ -491,15 +512,20 @@ def apply_partial(
     Deltas for the open (newest) pane merge into the head; a newer pane closes it (it is
     written to the pane table) and becomes the open one; older panes (late data) are merged
     in the pane table. Panes already behind the key's retention horizon are not resurrected.
-    With `create=False` an unknown key is left alone (dead letters with an unknown key).
-    The partial's objects may be kept: do not reuse it afterwards. Returns the new head (None
-    when nothing was stored).
+    With `create=False` an unknown key is left alone (dead letters with an unknown key). A
+    partial with a `source` at or below the offset the key already applied for that source is
+    ignored (it was delivered before). The partial's objects may be kept: do not reuse it
+    afterwards. Returns the new head (None when nothing was stored).
     """
     head = store.get_head(key)
     if head is None:
         if not create:
             return None
         head = KeyHead(partition=partition)
+    elif partial.source >= 0 and head.sources.get(partial.source, -1) >= partial.offset:
+        return None
+    if partial.source >= 0:
+        head.sources[partial.source] = partial.offset
     head.partition = partition
     head.watermark = max(head.watermark, partial.watermark)
     head.site = partial.site or head.site
@@ -692,6 +718,33 @@ def roll_up(
             fleet = out[FLEET_KEY] = KeyPartial(origin=partial.origin)
         for start, stats in partial.panes.items():
             fleet.pane(start).merge(stats)
+    return out
+
+
+def roll_up_by_source(
+    devices: Mapping[str, KeyPartial],
+    dead_letters: Mapping[str, KeyPartial],
+    partitions: Sequence[int],
+    offsets: Mapping[int, int],
+) -> dict[tuple[str, int], KeyPartial]:
+    """`roll_up` per source partition: (site or `*`, partition) -> partial, each tagged with
+    its `source` and `offsets[source]` (the highest input offset of that partition in the
+    batch). `partitions[i]` is the partition of batch message `i` (a partial's `origin`).
+
+    One partial per source, not one per batch: a partition's offsets only grow, so the
+    aggregating side can tell a re-delivered partial from a new one per source, whichever
+    worker owns the partition when it is sent.
+    """
+    by_source: dict[int, tuple[dict[str, KeyPartial], dict[str, KeyPartial]]] = {}
+    for index, group in ((0, devices), (1, dead_letters)):
+        for key, partial in group.items():
+            source = partitions[partial.origin]
+            by_source.setdefault(source, ({}, {}))[index][key] = partial
+    out: dict[tuple[str, int], KeyPartial] = {}
+    for source, (own, dead) in by_source.items():
+        for key, partial in roll_up(own, dead).items():
+            partial.source, partial.offset = source, offsets[source]
+            out[(key, source)] = partial
     return out
 
 

@@ -17,6 +17,13 @@ readings starts learning again (a genuine change of regime is accepted eventuall
 
 `AdaptiveThreshold` is the per-device decision rule: a decayed histogram of the device's own
 scores on normal readings, threshold = that quantile + margin, clamped to [floor, ceiling].
+
+Bounded arithmetic: inputs are within +-`VALUE_LIMIT` (1e100; the feature extractor clamps),
+so means stay within it and variances within its square, and no square, product or power
+here overflows (20 readings of 1e308 made the variances inf, then NaN, and
+`int(score * bins)` raised). `score_one` refuses (`DetectorStateError`) an input or a
+metric state outside those bounds, e.g. a state poisoned before this check existed, instead
+of scoring NaN as 0 forever; the pipeline dead-letters that device's readings and resets it.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ __all__ = [
     "EVIDENCE",
     "AdaptiveThreshold",
     "DetectorConfig",
+    "DetectorStateError",
     "ResidualDetector",
     "evidence_to_score",
 ]
@@ -38,6 +46,13 @@ EVIDENCE = ("fast", "slow", "noise", "stuck")
 _MF, _VF, _MS, _VS, _N, _LAST, _RUN, _P0, _EN, _HELD = range(10)
 _WIDTH = 10
 _SQRT2 = math.sqrt(2.0)
+VALUE_LIMIT = 1e100  # |input| bound (models.features clamps to it); means stay within it
+_VAR_LIMIT = 4.0 * VALUE_LIMIT * VALUE_LIMIT  # variances stay within (2 * VALUE_LIMIT)^2
+_Z_LIMIT = 1e150  # evidence above this maps to a score of 1.0 (its square would overflow)
+
+
+class DetectorStateError(ValueError):
+    """An input or a per-metric detector state outside the bounds the arithmetic needs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +99,9 @@ def _tail_z(log_p: float) -> float:
 
 
 def evidence_to_score(z: float, scale: float) -> float:
-    """Map evidence in z units to a score in [0, 1): z²/(z² + scale²)."""
+    """Map evidence in z units to a score in [0, 1]: z²/(z² + scale²) (1.0 for huge z)."""
+    if z > _Z_LIMIT:
+        return 1.0
     zz = z * z
     return zz / (zz + scale * scale)
 
@@ -114,10 +131,27 @@ class ResidualDetector:
         return [x, 0.0, x, 0.0, 0.0, x, 0.0, 0.05, 1.0, 0.0]
 
     def score_one(self, s: list[float], x: float) -> tuple[float, float, float, float]:
-        """Evidence (fast, slow, noise, stuck) in z units; (0, 0, 0, 0) while warming up."""
+        """Evidence (fast, slow, noise, stuck) in z units; (0, 0, 0, 0) while warming up.
+
+        Raises `DetectorStateError` for an input or state outside the bounds (module doc)."""
+        ms = s[_MS]
+        if not (
+            -VALUE_LIMIT <= x <= VALUE_LIMIT
+            and -VALUE_LIMIT <= ms <= VALUE_LIMIT
+            and -VALUE_LIMIT <= s[_MF] <= VALUE_LIMIT
+            and 0.0 <= s[_VF] <= _VAR_LIMIT
+            and 0.0 <= s[_VS] <= _VAR_LIMIT
+            and 0.0 <= s[_EN] <= 100.0  # learn_one caps each energy term at 100
+            and s[_N] >= 0.0
+        ):  # NaN fails every comparison
+            raise DetectorStateError(
+                f"input {x!r} or detector state (means {s[_MF]!r}, {ms!r}; variances "
+                f"{s[_VF]!r}, {s[_VS]!r}) outside +-{VALUE_LIMIT:g}"
+            )
         if s[_N] < self.config.warmup:
             return 0.0, 0.0, 0.0, 0.0
-        floor = self.config.var_floor_rel * (1.0 + abs(s[_MS])) ** 2
+        m = 1.0 + abs(ms)
+        floor = self.config.var_floor_rel * m * m
         vf = s[_VF] if s[_VF] > floor else floor
         vs = s[_VS] if s[_VS] > floor else floor
         w = self._w
@@ -269,6 +303,10 @@ class AdaptiveThreshold:
 
     def learn_one(self, h: list[float], score: float, n: int) -> None:
         """Add the `n`-th normal score; decay and recompute the threshold every `every`."""
+        if not 0.0 <= score < 1.0:  # 1.0, out of range or NaN: never int() of inf/NaN
+            if score != score:
+                raise ValueError("score is NaN")
+            score = 0.0 if score < 0.0 else 1.0 - 1e-12
         b = int(score * self.bins)
         h[b if b < self.bins else self.bins - 1] += 1.0
         if n % self.every == 0:

@@ -15,6 +15,24 @@ are featurized against the current windows but change nothing. A device silent f
 than `idle_timeout_s` of event time has its windows reset (`DeviceFeatures.reset`), and a
 metric not seen for that long is dropped, so devices may change their metric set over time.
 
+Jumps ahead need a second reading. One reading with a timestamp far in the future (a clock
+glitch, still inside validation's `max_future_s`) used to move the watermark with it, and
+every normal reading after it was late until event time caught up (3,000 s ahead: 3,000
+readings of a 1 Hz device late, their alerts suppressed). Now a reading more than
+`grace_s + jump_gaps * gap` ahead of the watermark (`gap`: the device's typical spacing, an
+exponential mean of its watermark advances) is *held*: featurized, not late, but the
+watermark stays. The next reading decides: at or after the held one (minus `grace_s`), the
+jump is confirmed (a device back from a silence, a slow sensor) and applied; back near the
+watermark, the held one was an outlier and is forgotten. A held reading is not inserted into
+the windows, except when it is more than `idle_timeout_s` ahead: then the windows are reset
+and it starts them (as a device back from idle does), and an outlier found later resets them
+again (at most one window length of history is lost). An unconfirmed jump therefore never
+makes the next reading late; two readings that agree on a new time always move it.
+
+Metric values are clamped to +-`VALUE_LIMIT` (1e100) before any arithmetic: validation
+bounds them far lower (`ValidationLimits.max_abs_value`), this is defence in depth so squares
+and sums of squares here and in the detectors stay finite whatever the caller passes.
+
 Usually created once per process as `FeatureExtractor(FeatureConfig())`; per-device state is
 `extractor.new_state()`, updated with `extractor.update(state, reading)`.
 """
@@ -31,6 +49,7 @@ from topics.records import SensorReading
 
 __all__ = [
     "PER_WINDOW",
+    "VALUE_LIMIT",
     "DeviceFeatures",
     "FeatureConfig",
     "FeatureExtractor",
@@ -44,6 +63,8 @@ _K = len(PER_WINDOW)
 _REBASE_EVERY = 1024  # exact recompute of running sums every N updates (bounds float drift)
 _TRIM_SLACK = 16  # trim the buffer's unused prefix in chunks, not on every reading
 _Z_STD_FLOOR = 1e-9
+VALUE_LIMIT = 1e100  # metric values are clamped to +-this (squares stay far from overflow)
+_GAP_ALPHA = 0.1  # weight of one watermark advance in the typical-gap estimate
 
 _MOMENTS = Moments()
 _MEAN = Mean()
@@ -87,12 +108,18 @@ class FeatureConfig:
     grace_s: float = 5.0
     idle_timeout_s: float = 600.0
     max_metrics: int = 32  # per device; more are not tracked (keeps the state <= ~45 KB)
+    # a reading more than grace_s + jump_gaps * (typical gap) ahead is held until confirmed;
+    # 2 gaps: a slow sensor's jitter stays under it, and an unconfirmed jump can make at most
+    # the one next reading late (by then event time has moved past it)
+    jump_gaps: float = 2.0
 
     def __post_init__(self) -> None:
         if not self.windows:
             raise ValueError("at least one window is required")
         if self.grace_s < 0 or self.idle_timeout_s <= 0 or self.max_metrics < 1:
             raise ValueError("grace_s must be >= 0, idle_timeout_s > 0 and max_metrics >= 1")
+        if not self.jump_gaps >= 0:
+            raise ValueError(f"jump_gaps must be >= 0, got {self.jump_gaps!r}")
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -158,22 +185,32 @@ class MetricWindows:
 
 @dataclass(slots=True)
 class FeatureRow:
-    """The features of one reading: per metric, a vector named by `FeatureConfig.names`."""
+    """The features of one reading: per metric, a vector named by `FeatureConfig.names`.
+
+    `held`: the reading jumped ahead of the watermark and waits for a second one to confirm
+    its time (see the module docstring); the scorer does not learn from it."""
 
     device_id: str
     ts: float
     seq: int
     late: bool
     metrics: dict[str, list[float]]
+    held: bool = False
 
 
 @dataclass(slots=True)
 class DeviceFeatures:
-    """One device's feature state: its watermark and one `MetricWindows` per metric."""
+    """One device's feature state: its watermark and one `MetricWindows` per metric.
+
+    `gap`: typical spacing of its readings (0 = not known yet); `ahead`: the event time of a
+    held jump (-inf: none), `ahead_reset`: whether that jump reset the windows."""
 
     watermark: float = -math.inf
     metrics: dict[str, MetricWindows] = field(default_factory=dict)
     readings: int = 0
+    gap: float = 0.0
+    ahead: float = -math.inf
+    ahead_reset: bool = False
 
     def is_idle(self, now_event_ts: float, idle_timeout_s: float) -> bool:
         return self.readings > 0 and now_event_ts - self.watermark > idle_timeout_s
@@ -185,11 +222,17 @@ class DeviceFeatures:
     def dump(self) -> tuple[dict[str, Any], list[float]]:
         floats: list[float] = [self.watermark]
         headers = {name: mw.dump(floats) for name, mw in self.metrics.items()}
-        return {"r": self.readings, "m": headers}, floats
+        ahead = self.ahead if self.ahead > -math.inf else None  # JSON has no -inf
+        return {"r": self.readings, "m": headers, "j": [self.gap, ahead, self.ahead_reset]}, floats
 
     @classmethod
     def load(cls, header: dict[str, Any], floats: list[float], pos: int) -> tuple[Any, int]:
         state = cls(watermark=floats[pos], readings=int(header["r"]))
+        if "j" in header:  # absent in states written before jumps were held
+            gap, ahead, reset = header["j"]
+            state.gap = float(gap)
+            state.ahead = -math.inf if ahead is None else float(ahead)
+            state.ahead_reset = bool(reset)
         pos += 1
         for name, mh in header["m"].items():
             state.metrics[name], pos = MetricWindows.load(mh, floats, pos)
@@ -220,6 +263,7 @@ class FeatureExtractor:
         self._grace = self.config.grace_s
         self._idle = self.config.idle_timeout_s
         self._max_metrics = self.config.max_metrics
+        self._jump_gaps = self.config.jump_gaps
 
     def new_state(self) -> DeviceFeatures:
         return DeviceFeatures()
@@ -227,26 +271,71 @@ class FeatureExtractor:
     def is_late(self, state: DeviceFeatures, ts: float) -> bool:
         return ts < state.watermark - self._grace
 
+    def is_jump(self, state: DeviceFeatures, ts: float) -> bool:
+        """Whether a reading at `ts` jumps far enough ahead to be held (module docstring)."""
+        return bool(state.readings) and ts - state.watermark > (
+            self._grace + self._jump_gaps * state.gap
+        )
+
     def update(self, state: DeviceFeatures, reading: SensorReading) -> FeatureRow:
-        """Featurize one reading; inserts it into the windows unless it is late."""
+        """Featurize one reading; inserts it into the windows unless it is late or held."""
         ts = reading.ts
-        late = ts < state.watermark - self._grace
-        out: dict[str, list[float]] = {}
-        if late:
-            for name, x in reading.metrics.items():
-                mw = state.metrics.get(name)
-                if mw is None and len(out) >= self._max_metrics:
-                    continue
-                out[name] = self._peek(mw, ts, x)
-            return FeatureRow(reading.device_id, ts, reading.seq, True, out)
-        if ts - state.watermark > self._idle and state.readings:
-            state.reset()
-        if ts > state.watermark:
-            state.watermark = ts
-        state.readings += 1
+        if not -math.inf < ts < math.inf:
+            raise ValueError(f"reading ts must be finite, got {ts!r}")
         wm = state.watermark
+        late = ts < wm - self._grace
+        if late:
+            return FeatureRow(
+                reading.device_id, ts, reading.seq, True, self._peek_all(state, reading)
+            )
+        step = ts - wm  # this reading's advance of the watermark, for the typical gap
+        if step > self._grace + self._jump_gaps * state.gap and state.readings:
+            if state.ahead == -math.inf or ts < state.ahead - self._grace:
+                # nothing held, or this one disagrees with it: hold this one
+                return self._hold(state, reading)
+            # a second reading agrees with the held jump: event time did move on
+            step = ts - state.ahead  # the spacing after the jump, not the jump itself
+            if state.ahead_reset:
+                wm = state.watermark = state.ahead  # the held reading started the windows
+            state.ahead = -math.inf
+        elif state.ahead > -math.inf:  # back near the watermark: the held one was an outlier
+            if state.ahead_reset:
+                state.reset()  # drops the outlier's point (the windows started with it)
+            state.ahead = -math.inf
+        if step > 0.0 and wm > -math.inf:
+            state.gap = step if state.gap <= 0.0 else state.gap + _GAP_ALPHA * (step - state.gap)
+        if ts - wm > self._idle and state.readings:
+            state.reset()
+        if ts > wm:
+            wm = state.watermark = ts
+        state.readings += 1
+        out: dict[str, list[float]] = {}
+        self._insert(state, reading, wm, out)
+        return FeatureRow(reading.device_id, ts, reading.seq, False, out)
+
+    def _hold(self, state: DeviceFeatures, reading: SensorReading) -> FeatureRow:
+        """A jump ahead: featurize without moving the watermark (see the module docstring)."""
+        ts = reading.ts
+        state.ahead = ts
+        state.ahead_reset = ts - state.watermark > self._idle
+        out: dict[str, list[float]] = {}
+        if state.ahead_reset:  # idle-long ahead: the windows would restart with it anyway
+            state.reset()
+            self._insert(state, reading, ts, out)
+        else:
+            out = self._peek_all(state, reading)
+        return FeatureRow(reading.device_id, ts, reading.seq, False, out, held=True)
+
+    def _insert(
+        self, state: DeviceFeatures, reading: SensorReading, wm: float, out: dict[str, list[float]]
+    ) -> None:
+        ts = reading.ts
         metrics = state.metrics
         for name, x in reading.metrics.items():
+            if not -VALUE_LIMIT <= x <= VALUE_LIMIT:
+                if x != x:
+                    continue  # NaN: no value to featurize (validation rejects it earlier)
+                x = VALUE_LIMIT if x > 0.0 else -VALUE_LIMIT
             mw = metrics.get(name)
             if mw is None:
                 self._drop_stale(state)
@@ -254,7 +343,20 @@ class FeatureExtractor:
                     continue  # over the per-device budget: not featurized, not scored
                 mw = metrics[name] = MetricWindows(len(self._windows))
             out[name] = self._update(mw, ts, x, wm)
-        return FeatureRow(reading.device_id, ts, reading.seq, False, out)
+
+    def _peek_all(self, state: DeviceFeatures, reading: SensorReading) -> dict[str, list[float]]:
+        out: dict[str, list[float]] = {}
+        ts = reading.ts
+        for name, x in reading.metrics.items():
+            if not -VALUE_LIMIT <= x <= VALUE_LIMIT:
+                if x != x:
+                    continue
+                x = VALUE_LIMIT if x > 0.0 else -VALUE_LIMIT
+            mw = state.metrics.get(name)
+            if mw is None and len(out) >= self._max_metrics:
+                continue
+            out[name] = self._peek(mw, ts, x)
+        return out
 
     def _drop_stale(self, state: DeviceFeatures) -> None:
         cutoff = state.watermark - self._idle

@@ -9,6 +9,24 @@ validates, scores each device's readings in arrival order, and returns what to p
 - one `anomaly-alerts` record per alert lifecycle event;
 - one dead letter per rejected reading (or whole message), with origin and reason in headers;
 - a copy of every late reading on the late topic (it is still scored, marked `late`).
+
+Re-deliveries and duplicates: a device's state records the highest `seq` applied
+(`models.scoring`). A reading at or below it, not newer than the device's watermark, was
+applied before: it is not learned, counted, marked late or copied to the late topic, and
+its prediction is *suppressed* (counted in `BatchResult.redelivered`). Suppressing is
+right because the worker publishes a batch's outputs before its state writes can reach the
+table (agents.score, agents.writeback): a seq in the state means its prediction went out.
+A message whose readings are all re-deliveries yields no record; an envelope with some
+yields a `{"predictions": [...]}` of the others. Copies of one (device, seq) in a batch are
+deduplicated the same way (the first is scored). A lower `seq` with a newer event time is a
+device that restarted its counter: scored, and the mark restarts from it.
+
+No input stops the batch: validation never raises (`models.validation`); a device whose
+scoring raises has its readings of the batch dead-lettered (`ScoringError`, the exception
+text as reason) and a fresh state saved in place of its part-updated one (keeping the seq
+mark and newest event time of those readings, so their re-delivery is still recognised),
+counted in `scoring_errors`; a state that does not load (corrupt bytes) is replaced by a
+fresh one and counted in `state_errors`. The rest of the batch is scored as usual.
 """
 
 from __future__ import annotations
@@ -23,8 +41,14 @@ import orjson
 
 from models.manifest import ModelAnnouncement
 from models.registry import ModelHandle, ModelRegistry
-from models.scoring import DeviceState, ScoredReading, Scorer
-from models.validation import Rejection, ValidationLimits, parse_maintenance, parse_message
+from models.scoring import DeviceFailure, DeviceState, ScoredReading, Scorer
+from models.validation import (
+    ParsedMessage,
+    Rejection,
+    ValidationLimits,
+    parse_maintenance,
+    parse_message,
+)
 from topics.records import AnomalyAlert, DeadLetter, Prediction, SensorReading
 
 __all__ = ["BatchResult", "Inbound", "Outbound", "ReadingPipeline", "Role", "StateStore"]
@@ -64,7 +88,12 @@ class StateStore(Protocol):
 
 @dataclass(slots=True)
 class BatchResult:
-    """What one batch produced, with counts for metrics."""
+    """What one batch produced, with counts for metrics.
+
+    `scored` and the `predictions` records hold the newly scored readings only, in message
+    order (re-deliveries and dead-lettered readings are in neither); `readings` counts them.
+    `dead_letters` counts every dead letter, `ScoringError` ones included; `scoring_errors`
+    the devices whose scoring raised, `state_errors` the states that failed to load."""
 
     outbound: list[Outbound] = field(default_factory=list)
     scored: list[ScoredReading] = field(default_factory=list)
@@ -72,6 +101,9 @@ class BatchResult:
     dead_letters: int = 0
     late: int = 0
     alerts: int = 0
+    redelivered: int = 0
+    scoring_errors: int = 0
+    state_errors: int = 0
 
 
 class ReadingPipeline:
@@ -94,23 +126,23 @@ class ReadingPipeline:
     def process(self, batch: Sequence[Inbound], store: StateStore) -> BatchResult:
         result = BatchResult()
         now = self._clock()
-        # Per message: its readings' slots (filled after scoring) and whether it was an envelope.
+        # Per message: its readings' slots (filled after scoring; None: dead-lettered).
+        parsed_messages: list[ParsedMessage] = []
         slots: list[list[ScoredReading | None]] = []
-        batched: list[bool] = []
         by_device: dict[str, tuple[int, list[tuple[int, int, SensorReading]]]] = {}
         for index, message in enumerate(batch):
             parsed = parse_message(message.value, now, self.limits)
+            parsed_messages.append(parsed)
             result.outbound.extend(_dead_letter(message, r) for r in parsed.rejections)
             result.dead_letters += len(parsed.rejections)
             slots.append([None] * len(parsed.readings))
-            batched.append(parsed.batched)
             for position, reading in enumerate(parsed.readings):
                 entry = by_device.get(reading.device_id)
                 if entry is None:
                     entry = by_device[reading.device_id] = (index, [])
                 entry[1].append((index, position, reading))
         devices = list(by_device.items())
-        states = [store.load(d, origin) or self.scorer.new_state(d) for d, (origin, _) in devices]
+        states = [self._load(store, d, origin, result) for d, (origin, _) in devices]
         work = [
             (state, [r for _, _, r in items])
             for state, (_, (_, items)) in zip(states, devices, strict=True)
@@ -119,20 +151,30 @@ class ReadingPipeline:
         for state, (device_id, (origin, items)), scored in zip(
             states, devices, outcomes, strict=True
         ):
+            if isinstance(scored, DeviceFailure):
+                state = self._quarantine(device_id, items)
+                result.scoring_errors += 1
+                result.dead_letters += len(items)
+                result.outbound.extend(
+                    _scoring_dead_letter(batch[index], parsed_messages[index], position, scored)
+                    for index, position, _ in items
+                )
+            else:
+                for (index, position, _), done in zip(items, scored, strict=True):
+                    slots[index][position] = done
             store.save(device_id, state, origin)
             self._seen[device_id] = (state.watermark, batch[origin].partition)
-            for (index, position, _), outcome in zip(items, scored, strict=True):
-                slots[index][position] = outcome
         expired = self._expire_idle(batch, store)
         scored_at = self._clock()
         model_ids = self.scorer.model_ids
         for index, message_slots in enumerate(slots):
-            if not message_slots:
-                continue
             predictions = []
-            for slot in message_slots:
-                assert slot is not None  # every valid reading was scored above
-                outcome = slot
+            for outcome in message_slots:
+                if outcome is None:
+                    continue  # its device failed: dead-lettered above
+                if outcome.redelivered:
+                    result.redelivered += 1
+                    continue
                 result.scored.append(outcome)
                 predictions.append(_prediction_wire(outcome, model_ids, scored_at))
                 _emit_alerts(result, outcome.alerts, scored_at)
@@ -141,11 +183,37 @@ class ReadingPipeline:
                     result.outbound.append(
                         Outbound("late", batch[index].key, orjson.dumps(outcome.reading.to_wire()))
                     )
-            value = {"predictions": predictions} if batched[index] else predictions[0]
+            if not predictions:
+                continue
+            value = (
+                {"predictions": predictions} if parsed_messages[index].batched else predictions[0]
+            )
             result.outbound.append(Outbound("predictions", batch[index].key, orjson.dumps(value)))
-            result.readings += len(message_slots)
+            result.readings += len(predictions)
         _emit_alerts(result, expired, scored_at)
         return result
+
+    def _load(
+        self, store: StateStore, device_id: str, origin: int, result: BatchResult
+    ) -> DeviceState:
+        """The device's state, or a fresh one when it has none or it does not load."""
+        try:
+            state = store.load(device_id, origin)
+        except Exception:  # corrupt bytes, or a format this code cannot read: start afresh
+            result.state_errors += 1
+            state = None
+        return state if state is not None else self.scorer.new_state(device_id)
+
+    def _quarantine(
+        self, device_id: str, items: list[tuple[int, int, SensorReading]]
+    ) -> DeviceState:
+        """A fresh state for a device whose scoring raised, keeping the seq mark and the
+        newest event time of its dead-lettered readings (so their re-delivery is recognised)."""
+        fresh = self.scorer.new_state(device_id)
+        newest = max(items, key=lambda item: item[2].seq)[2]
+        fresh.seq, fresh.seq_ts = newest.seq, newest.ts
+        fresh.features.watermark = max(reading.ts for _, _, reading in items)
+        return fresh
 
     def apply_model_announcement(self, raw: bytes, registry: ModelRegistry) -> str | None:
         """Serve the version announced on `model-registry` when it is this worker's failure
@@ -168,8 +236,14 @@ class ReadingPipeline:
         event = parse_maintenance(message.value, self._clock(), self.limits)
         if isinstance(event, Rejection):
             return [_dead_letter(message, event)]
-        state = store.load(event.device_id, 0)
-        self.scorer.learn_maintenance(event, state)
+        try:
+            state = store.load(event.device_id, 0)
+        except Exception:  # a state that does not load: the event waits for the next batch
+            state = None
+        try:
+            self.scorer.learn_maintenance(event, state)
+        except Exception as exc:  # this event only (a poisoned state); the label is lost
+            return [_dead_letter(message, Rejection("ScoringError", _error_text(exc)))]
         if state is not None:
             store.save(event.device_id, state, 0)
         return []
@@ -199,10 +273,13 @@ class ReadingPipeline:
             if origin is None or last_ts >= watermark[partition] - timeout:
                 continue
             del self._seen[device_id]
-            state = store.load(device_id, origin)
-            if state is not None:
-                alerts.extend(self.scorer.expire(state, watermark[partition]))
-                store.save(device_id, state, origin)
+            try:
+                state = store.load(device_id, origin)
+                if state is not None:
+                    alerts.extend(self.scorer.expire(state, watermark[partition]))
+                    store.save(device_id, state, origin)
+            except Exception:  # the device's next batch meets the bad state and resets it
+                continue
         return alerts
 
 
@@ -218,6 +295,24 @@ def _dead_letter(message: Inbound, rejection: Rejection) -> Outbound:
         extra={} if rejection.index is None else {"batch.index": str(rejection.index)},
     )
     return Outbound("dlq", message.key, letter.original, letter.headers())
+
+
+def _error_text(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+def _scoring_dead_letter(
+    message: Inbound, parsed: ParsedMessage, position: int, failure: DeviceFailure
+) -> Outbound:
+    """A `ScoringError` dead letter for one reading of a device whose scoring raised."""
+    reason = _error_text(failure.error)
+    if not parsed.batched:
+        return _dead_letter(message, Rejection("ScoringError", reason))
+    reading = parsed.readings[position]
+    original = orjson.dumps(reading.to_wire())
+    return _dead_letter(
+        message, Rejection("ScoringError", reason, parsed.indices[position], original)
+    )
 
 
 def _emit_alerts(result: BatchResult, alerts: list[AnomalyAlert], scored_at: float) -> None:

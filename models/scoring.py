@@ -11,6 +11,19 @@ table and round-trips through `to_bytes`/`from_bytes` exactly (future scores are
     many = scorer.score_many([(state_a, batch_a), (state_b, batch_b)])  # one ONNX call
 
 Everything is event time: replaying a topic at full speed gives the same outputs as live.
+
+Re-deliveries: each state records the highest `seq` applied (`DeviceState.seq`, with the
+event time of that reading). A reading with a `seq` at or below it and an event time at or
+before the device's watermark was applied before (Kafka re-delivers what follows the last
+committed offset after a crash or rebalance): `score` returns it as `redelivered` without
+learning from it or changing anything. A lower `seq` with a newer event time is a device
+that restarted its counter: accepted, and the mark starts again from it. This assumes, as
+producers here do, that a device's `seq` increases with its readings on its partition.
+
+Failures stay with their device: `score_many` scores each device on its own, and a device
+whose scoring raises gets a `DeviceFailure` (an empty result holding the exception) while
+the others are scored and share the one failure-model call. Scores are always finite in
+[0, 1]: a non-finite one raises (`ScoringFault`) rather than be learned or published.
 """
 
 from __future__ import annotations
@@ -41,14 +54,17 @@ from models.features import DeviceFeatures, FeatureConfig, FeatureExtractor, Fea
 from topics.records import AlertDriver, AnomalyAlert, MaintenanceEvent, SensorReading
 
 __all__ = [
+    "DeviceFailure",
     "DeviceState",
     "FailureModel",
     "ScoredReading",
     "Scorer",
     "ScorerConfig",
+    "ScoringFault",
 ]
 
-_MAGIC = b"EDS1"
+_MAGIC = b"EDS2"  # EDS2 adds the seq mark (header "s") and held jumps (features "j")
+_MAGICS = (_MAGIC, b"EDS1")  # EDS1 states read with no seq mark and nothing held
 _HEAD = struct.Struct("<4sI")
 _DETECTOR_WIDTH = 10
 FAILURE_MODEL_ID = "failure-gbm"
@@ -97,6 +113,22 @@ class ScoredReading:
     alerts: list[AnomalyAlert]
     threshold: float = 0.0
     failure_row: list[float] | None = None
+    redelivered: bool = False  # applied before (see the module docstring): not scored again
+
+
+class ScoringFault(ValueError):
+    """A reading's score came out outside [0, 1] (NaN included): never learned nor published."""
+
+
+class DeviceFailure(list[ScoredReading]):
+    """`score_many`'s result for a device whose scoring raised: empty, with the `error`.
+
+    A list, so code that wraps or reads `score_many` results (e.g. the worker's timing
+    subclass) keeps its types; `ReadingPipeline` dead-letters the device's readings."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
 
 
 class DeviceState:
@@ -110,6 +142,8 @@ class DeviceState:
         "last_row_ts",
         "n",
         "rows",
+        "seq",
+        "seq_ts",
         "threshold",
     )
 
@@ -122,6 +156,8 @@ class DeviceState:
         self.rows: list[list[float]] = []  # [ts, *failure inputs] label buffer
         self.last_row_ts = -math.inf
         self.n = 0
+        self.seq = -1  # highest seq applied (-1: none yet)
+        self.seq_ts = -math.inf  # event time of the reading that set `seq`
 
     def is_idle(self, now_event_ts: float, idle_timeout_s: float = 600.0) -> bool:
         """True when the device's last event is older than `idle_timeout_s` of event time."""
@@ -154,6 +190,7 @@ class DeviceState:
                 "t": len(self.threshold),
                 "r": [len(self.rows), width, len(floats)],
                 "a": self.alert.to_obj(),
+                "s": [self.seq, self.seq_ts if self.seq_ts > -math.inf else None],
             }
         )
         return b"".join(
@@ -168,7 +205,7 @@ class DeviceState:
     @classmethod
     def from_bytes(cls, data: bytes) -> DeviceState:
         magic, size = _HEAD.unpack_from(data)
-        if magic != _MAGIC:
+        if magic not in _MAGICS:
             raise ValueError(f"not a DeviceState (magic {magic!r}, expected {_MAGIC!r})")
         start = _HEAD.size + size
         header: dict[str, Any] = orjson.loads(data[_HEAD.size : start])
@@ -189,6 +226,10 @@ class DeviceState:
             pos += 1
         state.last_row_ts = floats[pos]
         state.alert = AlertState.from_obj(header["a"])
+        if "s" in header:  # absent in EDS1 states
+            seq, seq_ts = header["s"]
+            state.seq = int(seq)
+            state.seq_ts = -math.inf if seq_ts is None else float(seq_ts)
         return state
 
 
@@ -270,46 +311,77 @@ class Scorer:
 
     # --- scoring ----------------------------------------------------------------------------
     def score(self, state: DeviceState, readings: Sequence[SensorReading]) -> list[ScoredReading]:
-        """Score readings of ONE device in arrival order; mutates `state`."""
-        out, rows = self._score_device(state, readings)
-        self._fill_failure(out, rows)
+        """Score readings of ONE device in arrival order; mutates `state`. One result per
+        reading, re-deliveries included (`redelivered`, nothing else set); raises on failure."""
+        out: list[ScoredReading] = []
+        fresh: list[ScoredReading] = []
+        rows: list[list[float]] = []
+        self._score_device(state, readings, out, fresh, rows)
+        self._fill_failure(fresh, rows)
         return out
 
     def score_many(
         self, batch: Sequence[tuple[DeviceState, Sequence[SensorReading]]]
     ) -> list[list[ScoredReading]]:
-        """Score several devices' readings with ONE failure-model call for the whole batch."""
+        """Score several devices' readings with ONE failure-model call for the whole batch.
+
+        A device whose scoring raises gets a `DeviceFailure` (its state is then part-updated:
+        the caller replaces it) and the others are scored normally."""
         results: list[list[ScoredReading]] = []
-        flat: list[ScoredReading] = []
+        fresh: list[ScoredReading] = []
         rows: list[list[float]] = []
         for state, readings in batch:
-            out, r = self._score_device(state, readings)
+            out: list[ScoredReading] = []
+            done = len(fresh)
+            try:
+                self._score_device(state, readings, out, fresh, rows)
+            except Exception as exc:  # bad data or a bug: this device only (module docstring)
+                del fresh[done:], rows[done:]
+                results.append(DeviceFailure(exc))
+                continue
             results.append(out)
-            flat.extend(out)
-            rows.extend(r)
-        self._fill_failure(flat, rows)
+        self._fill_failure(fresh, rows)
         return results
 
     def _score_device(
-        self, state: DeviceState, readings: Sequence[SensorReading]
-    ) -> tuple[list[ScoredReading], list[list[float]]]:
+        self,
+        state: DeviceState,
+        readings: Sequence[SensorReading],
+        out: list[ScoredReading],
+        fresh: list[ScoredReading],
+        rows: list[list[float]],
+    ) -> None:
+        """Append every reading's result to `out`, and the newly scored ones (which need a
+        failure probability) to `fresh` with their failure-model rows to `rows`."""
         pending = self._pending.pop(state.device_id, None) if self._pending else None
         if pending:
             for event in pending:
                 self._apply_maintenance(state, event)
-        out: list[ScoredReading] = []
-        rows: list[list[float]] = []
         for reading in readings:
+            seq = reading.seq
+            if seq <= state.seq:
+                ts = reading.ts
+                if ts <= state.features.watermark or (seq == state.seq and ts == state.seq_ts):
+                    out.append(ScoredReading(reading, 0.0, 0.0, False, False, [], redelivered=True))
+                    continue
+                if not self.extractor.is_jump(state.features, ts):
+                    state.seq, state.seq_ts = seq, ts  # the device restarted its counter
+                # else a jump ahead with a lower seq: a re-delivered held reading, or a device
+                # back from a silence with a new counter; scored, the mark waits for a reading
+                # that is not a jump (the features hold this one: nothing is learned from it)
+            else:
+                state.seq, state.seq_ts = seq, reading.ts
             scored, row = self._score_one(state, reading)
             out.append(scored)
+            fresh.append(scored)
             rows.append(row)
-        return out, rows
 
     def _score_one(
         self, state: DeviceState, reading: SensorReading
     ) -> tuple[ScoredReading, list[float]]:
         feats = self.extractor.update(state.features, reading)
         late = feats.late
+        frozen = late or feats.held  # nothing is learned from a late or held reading
         det = self.detector
         detectors = state.detectors
         evidence: dict[str, float] = {}
@@ -320,7 +392,7 @@ class Scorer:
             s = detectors.get(name)
             if s is None:
                 s = det.new_metric_state(x)
-                if not late:
+                if not frozen:
                     if len(detectors) >= self.config.features.max_metrics:
                         self._forget_untracked(state)
                     detectors[name] = s
@@ -331,19 +403,21 @@ class Scorer:
             evidence[name] = e
             if e > best:
                 best = e
-            if not late:
+            if not frozen:
                 det.learn_one(s, x, ev)
         score = evidence_to_score(best, self._scale)
         if self.hst is not None:
             hx = self.hst.inputs(raw)
             h = self.hst.score_one(hx)
             score = h if self.config.detector_mode == "hst" else max(score, h)
-            if not late and score <= self.thresholds.threshold(state.threshold):
+            if not frozen and score <= self.thresholds.threshold(state.threshold):
                 self.hst.learn_one(hx)
+        if not 0.0 <= score <= 1.0:  # NaN too: nothing below may learn or publish it
+            raise ScoringFault(f"score {score!r} for seq {reading.seq} is outside [0, 1]")
         threshold = self.thresholds.threshold(state.threshold)
         is_anomaly = score > threshold
         alerts: list[AnomalyAlert] = []
-        if not late:
+        if not frozen:
             state.n += 1
             if not is_anomaly and not state.alert.open:
                 self.thresholds.learn_one(state.threshold, score, state.n)
@@ -362,7 +436,7 @@ class Scorer:
             if alert is not None:
                 alerts.append(alert)
         row = self.failure_inputs.row(feats, detectors, evidence, score)
-        if not late:
+        if not frozen:
             self._buffer_row(state, reading.ts, row)
         scored = ScoredReading(
             reading=reading,
@@ -415,6 +489,8 @@ class Scorer:
                 w = 1.0
             if w > 0.0:
                 prob = (1.0 - w) * prob + w * self.online.predict(x.astype(np.float64))
+        # a probability, whatever a model returns (NaN -> 0, out of range clipped)
+        prob = np.clip(np.nan_to_num(prob, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
         for scored, p in zip(out, prob.tolist(), strict=True):
             scored.failure_prob = p
 

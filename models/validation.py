@@ -2,13 +2,22 @@
 
 Bad data is data: nothing here raises for a malformed record. `parse_message` returns the
 readings that passed and one `Rejection` per reading (or whole message) that did not.
+
+Every number that reaches the models is bounded here: metric values by
+`ValidationLimits.max_abs_value` (default 1e12, far above any sensor and far below where
+squares and sums of squares in the detectors lose meaning), `seq` by `max_seq` (a signed
+64-bit counter), `sent_at` finite; anything else is `OutOfRange`. Decoding cannot raise:
+orjson's depth limit (1,024) answers deep nesting without recursion, and the stdlib
+re-parse that names NaN/Infinity tokens runs only when such a token is in the bytes (a
+5,000-deep array made it raise `RecursionError`). A last-resort catch turns any other
+exception into an `InvalidMessage` rejection carrying the exception text.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +35,7 @@ __all__ = [
 ]
 
 _EPOCH_2000 = 946_684_800.0
+_NON_FINITE_TOKENS = (b"NaN", b"Infinity")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +48,16 @@ class ValidationLimits:
     max_id_length: int = 128
     min_ts: float = _EPOCH_2000
     max_future_s: float = 3600.0
+    max_abs_value: float = 1e12  # metric values and sent_at: |x| above this is OutOfRange
+    max_seq: int = 2**63 - 1  # seq above this is OutOfRange (a signed 64-bit counter)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.max_abs_value <= 1e100:
+            # the models clamp at 1e100 (models.features.VALUE_LIMIT): a larger bound would
+            # let values through that the detectors then see changed
+            raise ValueError(f"max_abs_value must be in (0, 1e100], got {self.max_abs_value!r}")
+        if self.max_seq < 0:
+            raise ValueError(f"max_seq must be >= 0, got {self.max_seq!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,11 +72,14 @@ class Rejection:
 
 @dataclass(frozen=True, slots=True)
 class ParsedMessage:
-    """A message's valid readings, its rejections, and whether it was a batch envelope."""
+    """A message's valid readings, its rejections, and whether it was a batch envelope.
+
+    `indices` gives each reading's position in the envelope (empty for a single reading)."""
 
     readings: list[SensorReading]
     rejections: list[Rejection]
     batched: bool
+    indices: list[int] = field(default_factory=list)
 
 
 class _Invalid(Exception):
@@ -74,14 +97,38 @@ def _decode(raw: bytes) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        # orjson refuses NaN/Infinity tokens; re-parse only on this cold path to name them.
-        try:
-            json.loads(raw, parse_constant=_reject_constant)
-        except _Invalid:
-            raise
-        except (ValueError, UnicodeDecodeError):
-            pass
+        # orjson refuses NaN/Infinity tokens; re-parse only on this cold path, and only when
+        # such a token is in the bytes, to name them. The stdlib parser recurses per nesting
+        # level: deep input raises RecursionError, which is just more invalid JSON.
+        if any(token in raw for token in _NON_FINITE_TOKENS):
+            try:
+                json.loads(raw, parse_constant=_reject_constant)
+            except _Invalid:
+                raise
+            except (ValueError, UnicodeDecodeError, RecursionError):
+                pass
         raise _Invalid("InvalidJson", f"not valid JSON: {exc}") from None
+
+
+def _number(value: float, name: str, limits: ValidationLimits) -> float:
+    if not math.isfinite(value):
+        raise _Invalid("NonFiniteValue", f"{name} is not finite")
+    if not -limits.max_abs_value <= value <= limits.max_abs_value:
+        raise _Invalid("OutOfRange", f"{name} is {value:.3g} (max |x| {limits.max_abs_value:g})")
+    return value
+
+
+def _original(item: Any) -> bytes | None:
+    """An envelope item's JSON for its dead letter; None (the whole message is sent) when
+    orjson cannot write it back (more than 254 levels deep)."""
+    try:
+        return orjson.dumps(item)
+    except orjson.JSONEncodeError:
+        return None
+
+
+def _unexpected(exc: Exception) -> _Invalid:
+    return _Invalid("InvalidMessage", f"unexpected {type(exc).__name__}: {exc}"[:500])
 
 
 def _parse_ts(value: Any, now: float, limits: ValidationLimits) -> float:
@@ -135,6 +182,8 @@ def parse_reading(obj: Any, now: float, limits: ValidationLimits) -> SensorReadi
     seq = obj["seq"]
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
         raise _Invalid("WrongType", f"seq must be a non-negative integer, got {seq!r:.40}")
+    if seq > limits.max_seq:
+        raise _Invalid("OutOfRange", f"seq {seq} is over {limits.max_seq}")
     version = obj.get("v", SCHEMA_VERSION)
     if version != SCHEMA_VERSION:
         raise _Invalid(
@@ -152,12 +201,14 @@ def parse_reading(obj: Any, now: float, limits: ValidationLimits) -> SensorReadi
                 "WrongType", f"metric {name[:40]!r} must be a number, got {type(value).__name__}"
             )
         number = float(value)
-        if not math.isfinite(number):
-            raise _Invalid("NonFiniteValue", f"metric {name[:40]!r} is not finite")
+        if not -limits.max_abs_value <= number <= limits.max_abs_value:  # NaN fails too
+            _number(number, f"metric {name[:40]!r}", limits)
         clean[name] = number
     sent_at = obj.get("sent_at")
-    if sent_at is not None and (isinstance(sent_at, bool) or not isinstance(sent_at, int | float)):
-        raise _Invalid("WrongType", "sent_at must be epoch seconds")
+    if sent_at is not None:
+        if isinstance(sent_at, bool) or not isinstance(sent_at, int | float):
+            raise _Invalid("WrongType", "sent_at must be epoch seconds")
+        sent_at = _number(float(sent_at), "sent_at", limits)
     return SensorReading(
         device_id=device_id,
         ts=_parse_ts(obj["ts"], now, limits),
@@ -166,12 +217,23 @@ def parse_reading(obj: Any, now: float, limits: ValidationLimits) -> SensorReadi
         site=_optional_str(obj, "site", limits),
         device_type=_optional_str(obj, "device_type", limits),
         schema_version=SCHEMA_VERSION,
-        sent_at=float(sent_at) if sent_at is not None else None,
+        sent_at=sent_at,
     )
 
 
 def parse_message(raw: bytes | None, now: float, limits: ValidationLimits) -> ParsedMessage:
-    """Validate one Kafka message value: a single reading or a `{"readings": [...]}` envelope."""
+    """Validate one Kafka message value: a single reading or a `{"readings": [...]}` envelope.
+
+    Never raises: what no check names (a bug, an input nobody thought of) is rejected as
+    `InvalidMessage` with the exception's text, so one message cannot stop the worker."""
+    try:
+        return _parse_message(raw, now, limits)
+    except Exception as exc:  # last resort: see the docstring
+        invalid = _unexpected(exc)
+        return ParsedMessage([], [Rejection(invalid.error_class, invalid.reason)], batched=False)
+
+
+def _parse_message(raw: bytes | None, now: float, limits: ValidationLimits) -> ParsedMessage:
     try:
         if not raw:
             raise _Invalid("EmptyMessage", "message value is empty")
@@ -192,12 +254,17 @@ def parse_message(raw: bytes | None, now: float, limits: ValidationLimits) -> Pa
             return ParsedMessage([], [Rejection("Oversize", reason)], batched=True)
         readings: list[SensorReading] = []
         rejections: list[Rejection] = []
+        indices: list[int] = []
         for index, item in enumerate(items):
             try:
                 readings.append(parse_reading(item, now, limits))
-            except _Invalid as exc:
-                rejections.append(Rejection(exc.error_class, exc.reason, index, orjson.dumps(item)))
-        return ParsedMessage(readings, rejections, batched=True)
+                indices.append(index)
+            except Exception as exc:  # _Invalid, or the last resort for this item alone
+                invalid = exc if isinstance(exc, _Invalid) else _unexpected(exc)
+                rejections.append(
+                    Rejection(invalid.error_class, invalid.reason, index, _original(item))
+                )
+        return ParsedMessage(readings, rejections, batched=True, indices=indices)
     try:
         return ParsedMessage([parse_reading(decoded, now, limits)], [], batched=False)
     except _Invalid as exc:
@@ -225,3 +292,6 @@ def parse_maintenance(
         return MaintenanceEvent(device_id, _parse_ts(obj["ts"], now, limits), kind)
     except _Invalid as exc:
         return Rejection(exc.error_class, exc.reason)
+    except Exception as exc:  # last resort, as in parse_message
+        invalid = _unexpected(exc)
+        return Rejection(invalid.error_class, invalid.reason)

@@ -26,6 +26,7 @@ from models.analytics import (
     parse_pane_key,
     reading_origins,
     roll_up,
+    roll_up_by_source,
     sweep_idle,
 )
 from models.pipeline import BatchResult, Inbound, Outbound, ReadingPipeline
@@ -234,6 +235,9 @@ def test_head_round_trip() -> None:
     )
     assert KeyHead.from_bytes(head.to_bytes()) == head
     assert KeyHead.from_bytes(KeyHead(0).to_bytes()).watermark == -math.inf
+    head.sources = {0: 17, 3: 9}
+    assert KeyHead.from_bytes(head.to_bytes()).sources == {0: 17, 3: 9}
+    assert b"src" not in KeyHead(0).to_bytes()  # device heads keep their bytes
 
 
 def _independent(readings: list[ScoredReading], size: int) -> dict[tuple[str, int], dict[str, Any]]:
@@ -403,6 +407,52 @@ def test_partials_travel_as_bytes() -> None:
     assert key == "plant-a" and again.site == "plant-a"
     assert again.panes == partial.panes and again.watermark == partial.watermark
     assert KeyPartial.from_bytes(partial.to_bytes(FLEET_KEY))[1].site is None
+
+
+def test_roll_up_by_source_tags_each_partial_with_its_partition_and_offset() -> None:
+    windows = AnalyticsWindows()
+    batch = [
+        scored("a", T0, {"t": 1.0}),
+        scored("b", T0 + 1, {"t": 3.0}),
+        scored("c", T0 + 2, {"t": 5.0}, site="plant-b"),
+    ]
+    partitions = [0, 1, 1, 0]  # batch message -> partition
+    devices = fold_batch(batch, [0, 1, 2], windows)
+    dead = KeyPartial(origin=3)
+    dead.pane(T0).dead_letters = 1
+    rolled = roll_up_by_source(devices, {"x": dead}, partitions, {0: 40, 1: 12})
+    assert set(rolled) == {("plant-a", 0), ("plant-a", 1), ("plant-b", 1), ("*", 0), ("*", 1)}
+    assert {key: (p.source, p.offset) for key, p in rolled.items()} == {
+        ("plant-a", 0): (0, 40), ("plant-a", 1): (1, 12), ("plant-b", 1): (1, 12),
+        ("*", 0): (0, 40), ("*", 1): (1, 12),
+    }  # fmt: skip
+    assert rolled[("*", 0)].panes[T0].count == 1 and rolled[("*", 0)].panes[T0].dead_letters == 1
+    assert rolled[("*", 1)].panes[T0].count == 2
+    key, again = KeyPartial.from_bytes(rolled[("plant-b", 1)].to_bytes("plant-b"))
+    assert (key, again.source, again.offset) == ("plant-b", 1, 12)
+
+
+def test_a_partial_applied_twice_counts_once_per_source() -> None:
+    windows = AnalyticsWindows()
+
+    def partial(source: int, offset: int, n: int) -> KeyPartial:
+        out = KeyPartial(origin=0, source=source, offset=offset, watermark=T0 + 1)
+        out.pane(T0).count = n
+        return out
+
+    store = DictPaneStore()
+    assert apply_partial(store, "plant-a", partial(0, 10, 2), windows, 0) is not None
+    assert apply_partial(store, "plant-a", partial(0, 10, 2), windows, 0) is None  # again
+    assert apply_partial(store, "plant-a", partial(0, 7, 5), windows, 0) is None  # older
+    apply_partial(store, "plant-a", partial(1, 3, 4), windows, 0)  # another source
+    apply_partial(store, "plant-a", partial(0, 11, 1), windows, 0)
+    head = store.get_head("plant-a")
+    assert head is not None and head.totals.count == 2 + 4 + 1
+    assert head.sources == {0: 11, 1: 3}
+    merged = partial(0, 20, 1).merge(partial(0, 25, 1))
+    assert (merged.source, merged.offset, merged.panes[T0].count) == (0, 25, 2)
+    with pytest.raises(ValueError, match="sources 0 and 1"):
+        partial(0, 1, 1).merge(partial(1, 1, 1))
 
 
 def test_dead_letters_go_to_their_partition_event_time() -> None:

@@ -92,11 +92,15 @@ def test_late_reading_is_scored_flagged_and_leaves_state_alone(readings: list[Se
     state = scorer.new_state("dev-0002")
     scorer.score(state, dev)
     before = state.to_bytes()
+    mark = (state.seq, state.seq_ts)
     old = dev[100]
     late = SensorReading(old.device_id, old.ts, 9999, {**old.metrics, "new_metric": 1.0})
     (scored,) = scorer.score(state, [late])
     assert scored.late and scored.alerts == []
     assert 0.0 <= scored.anomaly_score <= 1.0
+    # only the re-delivery mark moves (so a re-delivered copy is recognised), nothing else
+    assert (state.seq, state.seq_ts) == (9999, old.ts)
+    state.seq, state.seq_ts = mark
     assert state.to_bytes() == before
 
 

@@ -63,11 +63,14 @@ def register(
         batches = concrete.take_events(settings.batch_max, within=settings.batch_within_s)
         async for events in batches:
             progress.begin()
-            store = TableStateStore(states, events)
-            result = pipeline.process([inbound(event) for event in events], store)
-            for observe in observers:
-                observe(result, events)
-            await publisher.publish(result.outbound)
-            progress.end()
+            try:  # a batch that raised is not "in progress" forever (the stall detector)
+                store = TableStateStore(states, events)
+                result = pipeline.process([inbound(event) for event in events], store)
+                for observe in observers:
+                    observe(result, events)
+                await publisher.publish(result.outbound)
+                store.release()  # outputs acked: the batch's held writes may now be flushed
+            finally:
+                progress.end()
 
     return score_readings

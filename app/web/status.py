@@ -1,13 +1,18 @@
 """Worker status views: `GET /health`, `GET /models`, `GET /metrics` (Prometheus).
 
-`/health` is public (no token) and cheap: liveness, readiness (member of the group, not
-rebalancing or recovering tables), whether the broker answers (a metadata request with a
-2 s timeout, cached for 5 s), this worker's consumer lag and how long the batch being scored
-has been in progress. 200 when ready and the broker answers, else 503 with the same body.
-`?probe=live` (for an orchestrator's liveness probe) answers 200 while the loop runs and no
-batch has been in progress for `EDGEML_STALL_AFTER_S`, else 503: a worker stuck mid-batch
-(seen once as a producer send that never completed) is restarted rather than left holding its
-partitions.
+`/health` is public (no token) and cheap. Two probes:
+
+- `?probe=live` (an orchestrator's liveness probe: 503 means "restart me") answers 503 when an
+  agent crashed (the worker is exiting, `app.lifecycle`) or when one batch has been in progress
+  for `EDGEML_STALL_AFTER_S` while the broker answers (a stuck worker, seen once as a producer
+  send that never completed); else 200. A batch waiting on an unreachable broker is *not*
+  stuck: restarting the worker would not bring the broker back (issue #9: after 120 s of
+  outage the old probe would have restarted every healthy worker). It answers at all only
+  while the event loop runs, so a blocked loop fails it too (by timeout).
+- plain `/health` (readiness: 503 means "send no traffic, page nobody yet") answers 200 only
+  when live, ready (member of the group, not rebalancing or recovering tables) and the broker
+  answers (a metadata request with a 2 s timeout, cached for 5 s); the body says why not
+  (`reason`), with this worker's consumer lag and the batch in progress.
 """
 
 from __future__ import annotations
@@ -21,11 +26,12 @@ from aiohttp import web as aioweb
 from faust.web import Request, Response, View
 
 from agents.score import BatchProgress
+from app.lifecycle import life_of
 from app.metrics import CONTENT_TYPE, LagCollector, Metrics, split_ref
 from app.settings import Settings
 from models.scoring import Scorer
 
-__all__ = ["BrokerProbe", "register"]
+__all__ = ["BrokerProbe", "Liveness", "liveness", "register"]
 
 
 class BrokerProbe:
@@ -69,8 +75,30 @@ class BrokerProbe:
         return self._last
 
 
-_CLIENT_OPTIONS = ("security_protocol", "sasl_mechanism", "sasl_plain_username",
-                   "sasl_plain_password")  # fmt: skip
+_CLIENT_OPTIONS = ("security_protocol", "ssl_context", "sasl_mechanism",
+                   "sasl_plain_username", "sasl_plain_password")  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class Liveness:
+    """`/health?probe=live`'s verdict and why."""
+
+    live: bool
+    reason: str
+
+
+def liveness(
+    *, crashed: str | None, batch_s: float, stall_after_s: float, broker_reachable: bool | None
+) -> Liveness:
+    """Should the orchestrator restart this worker? `broker_reachable` is only needed (and only
+    looked up by the view) once the batch in progress is overdue."""
+    if crashed:
+        return Liveness(False, crashed)
+    if batch_s < stall_after_s:
+        return Liveness(True, "processing" if batch_s else "idle")
+    if broker_reachable is False:
+        return Liveness(True, f"waiting for the broker: batch in progress for {batch_s:.0f} s")
+    return Liveness(False, f"stuck: batch in progress for {batch_s:.0f} s, the broker answers")
 
 
 def _ready(app: faust.App) -> tuple[bool, str]:
@@ -120,23 +148,43 @@ def register(
 ) -> None:
     probe = BrokerProbe(settings)
     worker = settings.web_url()
+    life = life_of(app)
 
     @app.page("/health", name="health")
     class Health(View):
         async def get(self, request: Request) -> Response:
             batch_s = round(progress.in_progress_s(), 3)
-            live = batch_s < settings.stall_after_s
+            crashed = life.crashed
+            broker: dict[str, Any] | None = None
+            if batch_s >= settings.stall_after_s or request.query.get("probe") != "live":
+                broker = await probe.check()
+            reachable = None if broker is None else bool(broker.get("reachable"))
+            verdict = liveness(
+                crashed=crashed,
+                batch_s=batch_s,
+                stall_after_s=settings.stall_after_s,
+                broker_reachable=reachable,
+            )
             if request.query.get("probe") == "live":
-                probe_body: dict[str, Any] = {"live": live}
-                if not live:
+                probe_body: dict[str, Any] = {"live": verdict.live}
+                if not verdict.live or batch_s >= settings.stall_after_s:
+                    probe_body["reason"] = verdict.reason
                     probe_body["batch_in_progress_s"] = batch_s
-                return self.json(probe_body, status=200 if live else 503)
+                return self.json(probe_body, status=200 if verdict.live else 503)
+            assert broker is not None
             ready, state = _ready(app)
-            broker = await probe.check()
             lags = lag.lags()
+            ok = verdict.live and ready and bool(reachable)
+            reason = (
+                verdict.reason if not verdict.live
+                else state if not ready
+                else "broker unreachable" if not reachable
+                else verdict.reason
+            )  # fmt: skip
             body = {
-                "status": "ok" if live and ready and broker.get("reachable") else "unavailable",
-                "live": live,
+                "status": "ok" if ok else "unavailable",
+                "reason": reason,
+                "live": verdict.live,
                 "batch_in_progress_s": batch_s,
                 "ready": ready,
                 "state": state,
@@ -148,7 +196,9 @@ def register(
                     "partitions": {f"{t}/{p}": n for (t, p), n in sorted(lags.items())},
                 },
             }
-            return self.json(body, status=200 if body["status"] == "ok" else 503)
+            if crashed:
+                body["crashed"] = crashed
+            return self.json(body, status=200 if ok else 503)
 
     @app.page("/models", name="models")
     class Models(View):

@@ -71,6 +71,7 @@ async def _fill(app: faust.App) -> None:
     async with app.agents["score_readings"].test_context() as agent:
         for key, value in _messages():
             await agent.put(value, key=key, partition=_partition(key))
+    observability.of(app).stores.partials.flush()  # site partials go out with a commit
     partials = observability.of(app).tables.site_partials_topic.get_topic_name()
     async with app.agents["aggregate_sites"].test_context() as agent:
         for topic, key, value in sent:
@@ -254,9 +255,16 @@ async def test_alert_stream_sends_backlog_then_live_alerts(
 
 
 async def test_a_batch_stuck_past_the_limit_fails_the_liveness_probe(
-    served: tuple[faust.App, TestClient],
+    served: tuple[faust.App, TestClient], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     app, client = served
+
+    async def broker_answers(self: Any) -> dict[str, Any]:
+        return {"reachable": True, "brokers": 1}
+
+    # Stuck means stuck while the broker answers: waiting on a broker that is down is not
+    # (tests/agents/test_health_probes.py), and nothing serves this test's bootstrap address.
+    monkeypatch.setattr("app.web.status.BrokerProbe.check", broker_answers)
     progress = observability.of(app).progress
     progress.started = time.monotonic() - 121.0  # EDGEML_STALL_AFTER_S is 120 by default
     stuck = await _json(client, "/health?probe=live", 503)

@@ -13,15 +13,27 @@ partition, hence over every worker. Two ways were weighed:
 - per-worker partial aggregates merged at query time: cheap to write, but every read of a
   site fans out to all workers, and a read during a rebalance (a partition in recovery, a
   worker gone) is either refused or partial;
-- **repartitioning** (chosen): each batch sends one partial per site it touched (and one for
-  the fleet, key `*`) to the internal `analytics-site-partials` topic, keyed by site;
-  `aggregate_sites` folds them into site tables co-partitioned with that topic. Each site has
-  exactly one owner, so `/analytics/fleet` and `/analytics/sites/{site}` are answered by one
-  worker through Faust's table router, with the same guarantees as the device tables. The
-  cost is one small message per site per batch (not per reading) and a little delay.
+- **repartitioning** (chosen): partials per site (and for the fleet, key `*`) go to the
+  internal `analytics-site-partials` topic, keyed by site; `aggregate_sites` folds them into
+  site tables co-partitioned with that topic. Each site has exactly one owner, so
+  `/analytics/fleet` and `/analytics/sites/{site}` are answered by one worker through Faust's
+  table router, with the same guarantees as the device tables. The cost is one small message
+  per site and source partition per offset commit (not per reading, nor per batch) and a
+  little delay.
 
-Both paths are at-least-once like the rest of the pipeline: a batch re-delivered after a crash
-(processed, not yet committed) is counted again.
+Exact after a crash or a rebalance (issue #9; see `agents.writeback` for the argument):
+
+- a batch's device writes and site partials are held with its state until its outputs are
+  acked, and the partials are sent by the commit flush (`SitePartials`), never before the
+  state that records their readings;
+- readings the pipeline recognises as re-delivered (by device `seq`) are not in
+  `result.scored`, so they are not counted again;
+- each partial carries its source partition and highest input offset, and a site head keeps
+  the highest offset applied per source: a partial re-delivered to `aggregate_sites` (its
+  worker died between the site-table flush and the offset commit) is ignored.
+
+Dead letters are still at-least-once: a malformed message re-delivered in a batch with new
+readings of its partition is counted again (it carries no seq to recognise it by).
 """
 
 from __future__ import annotations
@@ -36,7 +48,7 @@ from typing import Any, cast
 import faust
 import orjson
 
-from agents.writeback import WriteBackTable
+from agents.writeback import WriteBackTable, WriteStage
 from models.analytics import (
     AnalyticsWindows,
     KeyHead,
@@ -47,7 +59,7 @@ from models.analytics import (
     fold_dead_letters,
     pane_key,
     reading_origins,
-    roll_up,
+    roll_up_by_source,
     sweep_idle,
 )
 from models.pipeline import BatchResult
@@ -57,6 +69,7 @@ __all__ = [
     "AnalyticsObserver",
     "AnalyticsStores",
     "PaneTables",
+    "SitePartials",
     "TablePaneStore",
     "local_heads",
     "register",
@@ -97,23 +110,85 @@ class PaneTables:
         self.panes.forget_decoded()
 
 
+class SitePartials:
+    """The site/fleet partials of scored batches, sent to `analytics-site-partials` by the
+    commit flush: a `StagedBuffer` of the app's `WriteStage`, so a batch's partials go out
+    with its state and only once its outputs are acked. Partials of one (key, source
+    partition) merge until then: one message each per commit."""
+
+    def __init__(self, topic: faust.TopicT) -> None:
+        self.topic = topic
+        self._staged: dict[tuple[str, int], KeyPartial] = {}
+        self._held: dict[tuple[str, int], KeyPartial] = {}
+        self._released: dict[tuple[str, int], KeyPartial] = {}
+        WriteStage.of(topic.app).join(self)
+
+    def __len__(self) -> int:
+        return len(self._staged.keys() | self._held.keys() | self._released.keys())
+
+    def add(self, partials: dict[tuple[str, int], KeyPartial]) -> None:
+        _merge_into(self._staged, partials)
+
+    def close_window(self) -> None:
+        _merge_into(self._released, self._staged)
+        self._staged = {}
+
+    def hold(self) -> None:
+        _merge_into(self._held, self._staged)
+        self._staged = {}
+
+    def release(self) -> None:
+        _merge_into(self._released, self._held)
+        self._held = {}
+
+    def flush(self) -> int:
+        """Send the released partials (and staged ones outside a held batch); how many."""
+        out, self._released = self._released, {}
+        _merge_into(out, self._staged)
+        self._staged = {}
+        for (key, _), partial in out.items():
+            self.topic.send_soon(key=key.encode(), value=partial.to_bytes(key))
+        WriteStage.of(self.topic.app).written += len(out)
+        return len(out)
+
+
+def _merge_into(
+    target: dict[tuple[str, int], KeyPartial], partials: dict[tuple[str, int], KeyPartial]
+) -> None:
+    for key, partial in partials.items():
+        mine = target.get(key)
+        if mine is None:
+            target[key] = partial
+        else:
+            mine.merge(partial)
+
+
 @dataclass(frozen=True)
 class AnalyticsStores:
-    """One app's write-back views of its analytics tables: written by the observer and
-    `aggregate_sites`, read by the web views (which so see writes not yet flushed)."""
+    """One app's write-back views of its analytics tables and its site partials: written by
+    the observer and `aggregate_sites`, read by the web views (which so see writes not yet
+    flushed)."""
 
     devices: PaneTables
     sites: PaneTables
+    partials: SitePartials
 
     @classmethod
     def over(cls, tables: AnalyticsTables) -> AnalyticsStores:
         return cls(
             PaneTables.over(tables.device_heads, tables.device_panes),
             PaneTables.over(tables.site_heads, tables.site_panes),
+            SitePartials(tables.site_partials_topic),
         )
 
-    def all(self) -> list[WriteBackTable[Any]]:
-        return [self.devices.heads, self.devices.panes, self.sites.heads, self.sites.panes]
+    def all(self) -> list[WriteBackTable[Any] | SitePartials]:
+        return [
+            self.devices.heads,
+            self.devices.panes,
+            self.sites.heads,
+            self.sites.panes,
+            self.partials,
+        ]
 
     def flush(self) -> int:
         """Write everything held back (what Faust's next offset commit does); return how many."""
@@ -167,8 +242,8 @@ def local_heads(
 
 
 class AnalyticsObserver:
-    """`BatchObserver` that folds each scored batch into the device tables and sends the
-    batch's site/fleet partials to the repartition topic. One per worker, made by
+    """`BatchObserver` that folds each scored batch into the device tables and hands the
+    batch's site/fleet partials to `SitePartials` (sent by the commit). One per worker, made by
     `create_app`. Keeps each partition's event-time watermark in memory for dead letters
     (which carry no trusted time) and for sweeping devices that went quiet.
     """
@@ -184,6 +259,7 @@ class AnalyticsObserver:
     ) -> None:
         self.tables = tables
         self.devices = stores.devices
+        self.partials = stores.partials
         self.windows = windows
         self.sweep_every_s = sweep_every_s
         self.watermarks: dict[int, float] = {}  # partition -> newest event time seen there
@@ -200,12 +276,18 @@ class AnalyticsObserver:
     def _observe(self, result: BatchResult, events: Sequence[faust.EventT]) -> None:
         if not events:
             return
-        tables, windows = self.tables, self.windows
+        windows = self.windows
         origins = reading_origins(result, [event.message.key for event in events])
         devices = fold_batch(result.scored, origins, windows)
         first_of: dict[int, int] = {}
+        partitions: list[int] = []
+        offsets: dict[int, int] = {}  # partition -> highest input offset of it in the batch
         for index, event in enumerate(events):
-            first_of.setdefault(event.message.partition, index)
+            message = event.message
+            first_of.setdefault(message.partition, index)
+            partitions.append(message.partition)
+            if message.offset > offsets.get(message.partition, -1):
+                offsets[message.partition] = message.offset
         for partial in devices.values():
             partition = events[partial.origin].message.partition
             if partial.watermark > self.watermarks.get(partition, -math.inf):
@@ -215,13 +297,12 @@ class AnalyticsObserver:
             fallback = max(self.watermarks.values(), default=time.time())
             event_ts = {p: self.watermarks.get(p, fallback) for p in first_of}
             dead = fold_dead_letters(result.outbound, first_of, event_ts, windows)
-        rolled = roll_up(devices, dead)  # before the device partials are stored
+        # before the device partials are stored (apply_partial may keep their objects)
+        self.partials.add(roll_up_by_source(devices, dead, partitions, offsets))
         for device, partial in devices.items():
             self._apply(device, partial, events)
         for device, partial in dead.items():
             self._apply(device, partial, events, create=False)
-        for key, partial in rolled.items():
-            tables.site_partials_topic.send_soon(key=key.encode(), value=partial.to_bytes(key))
         if self._clock() - self._last_sweep >= self.sweep_every_s:
             self._last_sweep = self._clock()
             self.sweep(events, first_of)

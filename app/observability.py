@@ -1,7 +1,10 @@
 """Wires analytics, metrics and the web server into an app (called by `create_app`).
 
 Returns the `BatchObserver`s for `score_readings`: the analytics tables' observer (guarded, so
-a failure there is counted and logged but never stops scoring) and the metrics observer.
+a failure there is counted and logged but never stops scoring), the metrics observer, and last
+the app's `WriteStage.hold_batch`, which holds every write the batch made (state, analytics,
+site partials) until `score_readings` releases it after its outputs are acked
+(`agents.writeback`). With `fault_kill_after_flush` set it also adds the kill-window fault hook.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import faust
 from agents import analytics
 from agents.analytics import AnalyticsObserver, AnalyticsStores
 from agents.score import BatchProgress
+from agents.writeback import KillAfterFlush, WriteStage
 from app.metrics import LagCollector, Metrics, guarded
 from app.settings import Settings
 from app.web import register_web
@@ -79,4 +83,8 @@ def register(
     _REGISTERED[app] = Observability(
         tables, stores, windows, observer, metrics, lag, feed, progress
     )
-    return [guarded(observer, "analytics", metrics), metrics.observe_batch]
+    stage = WriteStage.of(app)
+    if settings.fault_kill_after_flush:
+        app.sensors.add(KillAfterFlush(stage, settings.fault_kill_after_flush))
+    # hold_batch must stay last: it holds what the observers before it wrote.
+    return [guarded(observer, "analytics", metrics), metrics.observe_batch, stage.hold_batch]

@@ -17,15 +17,9 @@ from dataclasses import dataclass
 import faust
 
 from app.settings import Settings
-from topics.catalog import TopicSpec
+from topics.catalog import SITE_PARTIALS
 
 __all__ = ["SITE_PARTIALS", "AnalyticsTables", "declare_analytics"]
-
-SITE_PARTIALS = TopicSpec(
-    "analytics-site-partials",
-    "Internal: per-batch partial aggregates keyed by site (and `*` for the fleet).",
-    config={"retention.ms": str(24 * 3600 * 1000)},
-)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ __all__ = [
     "MODEL_REGISTRY",
     "PREDICTIONS",
     "READINGS",
+    "SITE_PARTIALS",
     "TopicSpec",
 ]
 
@@ -77,6 +78,13 @@ MODEL_REGISTRY = TopicSpec(
     partitions=1,
     config={"cleanup.policy": "compact"},
 )
+SITE_PARTIALS = TopicSpec(
+    "analytics-site-partials",
+    "Internal: per-commit partial aggregates keyed by site (and `*` for the fleet), the input of"
+    " `aggregate_sites`. Pre-created with the others: a worker whose consumer took its metadata"
+    " before Faust created it ignored it for the next 5 min (no fleet totals, measured).",
+    config={"retention.ms": str(24 * 3600 * 1000)},
+)
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     READINGS,
@@ -87,4 +95,5 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     MAINTENANCE,
     GROUND_TRUTH,
     MODEL_REGISTRY,
+    SITE_PARTIALS,
 )

@@ -94,17 +94,24 @@ def stub_producer(app: faust.App) -> list[tuple[str, bytes, bytes]]:
 
 
 async def score(app: faust.App) -> list[tuple[str, bytes, bytes]]:
-    """Run every message through `score_readings`; returns the site partials it sent."""
+    """Run every message through `score_readings`; returns what it sent so far (a list the
+    stub producer keeps appending to)."""
     sent = stub_producer(app)
     async with app.agents["score_readings"].test_context() as agent:
         for key, value in messages():
             await agent.put(value, key=key)
+    return sent
+
+
+def partials_in(
+    app: faust.App, sent: list[tuple[str, bytes, bytes]]
+) -> list[tuple[str, bytes, bytes]]:
     partials = observability.of(app).tables.site_partials_topic.get_topic_name()
     return [item for item in sent if item[0] == partials]
 
 
 def flush(app: faust.App) -> None:
-    """What Faust's next offset commit does to the write-back tables."""
+    """What Faust's next offset commit does to the write-back tables and site partials."""
     observability.of(app).stores.flush()
 
 
@@ -135,11 +142,15 @@ async def test_device_windows_equal_a_one_pass_computation(app: faust.App) -> No
 
 
 async def test_site_partials_fold_into_site_and_fleet_tables(app: faust.App) -> None:
-    sent = await score(app)
-    assert sent, "no site partials were sent"
-    assert {key for _, key, _ in sent} == {b"plant-a", b"plant-b", FLEET_KEY.encode()}
+    recorded = await score(app)
+    assert partials_in(app, recorded) == [], "partials are sent by the commit, not per batch"
+    flush(app)
+    sent = partials_in(app, recorded)
+    # test_context puts every event on partition 0: one partial per key for the whole run
+    assert sorted(key for _, key, _ in sent) == [FLEET_KEY.encode(), b"plant-a", b"plant-b"]
     for _, key, value in sent:
-        assert KeyPartial.from_bytes(value)[0] == key.decode()
+        name, partial = KeyPartial.from_bytes(value)
+        assert name == key.decode() and partial.source == 0 and partial.offset >= 0
     async with app.agents["aggregate_sites"].test_context() as agent:
         for _, key, value in sent:
             await agent.put(value, key=key)
@@ -210,3 +221,25 @@ async def test_quiet_devices_are_swept(app: faust.App) -> None:
     assert heads["dev-b"].watermark == late_ts + 2
     panes = [bytes(k).decode() for k in parts.tables.device_panes]
     assert all(k.startswith("dev-b@") for k in panes)  # the quiet devices left nothing
+
+
+async def test_a_partial_delivered_twice_is_counted_once(app: faust.App) -> None:
+    """After a crash of the aggregating worker between its site-table flush and its offset
+    commit, `aggregate_sites` sees the same partials again: each counts once."""
+    recorded = await score(app)
+    flush(app)
+    sent = partials_in(app, recorded)
+    parts = observability.of(app)
+    async with app.agents["aggregate_sites"].test_context() as agent:
+        for _, key, value in sent:
+            await agent.put(value, key=key)
+        flush(app)  # the site tables as the crashed worker left them
+        for _, key, value in sent:  # re-delivered from the last committed offset
+            await agent.put(value, key=key)
+    flush(app)
+    store = PaneTables.over(parts.tables.site_heads, parts.tables.site_panes).store()
+    fleet = key_view(store, FLEET_KEY, "tumbling", parts.windows)
+    assert fleet is not None and fleet["totals"]["count"] == 3 * 40 + 2
+    assert fleet["totals"]["dead_letters"] == 1
+    head = store.get_head(FLEET_KEY)
+    assert head is not None and head.sources == {0: KeyPartial.from_bytes(sent[0][2])[1].offset}

@@ -1,0 +1,22 @@
+"""The one catalog: every topic a worker's agents consume is pre-created by `ensure_topics`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from app.factory import create_app
+from app.settings import Settings
+from topics.catalog import ALL_TOPICS
+
+
+def test_every_agent_input_is_in_the_catalog(settings_factory: Callable[..., Settings]) -> None:
+    settings = settings_factory()
+    app = create_app(settings)
+    catalog = {settings.topic(spec.name) for spec in ALL_TOPICS}
+    inputs = {
+        agent.channel.get_topic_name()  # type: ignore[attr-defined]
+        for agent in app.agents.values()
+        if agent.name != "say_hello"  # the demo agent, leaving the worker (issue #10)
+    }
+    assert settings.topic("analytics-site-partials") in inputs
+    assert inputs <= catalog, f"consumed but never pre-created: {sorted(inputs - catalog)}"

@@ -1,4 +1,8 @@
-"""The project's one root error; packages derive their own one-line subclasses from it."""
+"""The project's one root error; packages derive their own one-line subclasses from it.
+
+`exit_code` is what `edgeml` exits with when the error reaches its `main`: 1 for operational
+failures (broker down, unreadable file), 2 for input the user has to change (as usage errors).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,10 @@ __all__ = ["ConfigError", "EdgeMLError"]
 class EdgeMLError(Exception):
     """Root of every error this project raises on purpose."""
 
+    exit_code = 1
+
 
 class ConfigError(EdgeMLError):
     """A setting or flag has a value the platform cannot use."""
+
+    exit_code = 2

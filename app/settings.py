@@ -12,6 +12,8 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
+    import ssl
+
     from models.analytics import AnalyticsWindows
 
 __all__ = ["Settings"]
@@ -26,13 +28,22 @@ class Settings(BaseSettings):
 
     # --- Kafka -------------------------------------------------------------------------------
     bootstrap_servers: str = "127.0.0.1:9092"
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="SSL and SASL_SSL use TLS; SASL_* authenticate."
+    )
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
-    ssl_cafile: Path | None = None
-    ssl_certfile: Path | None = None
-    ssl_keyfile: Path | None = None
+    ssl_cafile: Path | None = Field(
+        default=None, description="CA bundle (PEM) to verify the brokers; default: system CAs."
+    )
+    ssl_certfile: Path | None = Field(default=None, description="Client certificate (PEM).")
+    ssl_keyfile: Path | None = Field(
+        default=None, description="Client key (PEM; may be the certificate file if it holds both)."
+    )
+    ssl_check_hostname: bool = Field(
+        default=True, description="Verify the broker's certificate names the host dialled."
+    )
     topic_partitions: int = Field(default=4, ge=1)
     topic_replication: int = Field(default=1, ge=1)
     topic_prefix: str = ""
@@ -52,6 +63,9 @@ class Settings(BaseSettings):
     )
     max_message_bytes: int = Field(default=256 * 1024, ge=1024)
     max_future_s: float = Field(default=3600.0, ge=0, description="Clock skew allowed on ts.")
+    max_abs_value: float = Field(
+        default=1e12, gt=0, le=1e100, description="Largest |metric value| accepted (OutOfRange)."
+    )
 
     # --- analytics, web page and metrics (`agents.analytics`, `app.web`, `app.metrics`) -------
     analytics_tumbling_s: int = Field(default=60, ge=1, description="Tumbling window, event s.")
@@ -92,7 +106,36 @@ class Settings(BaseSettings):
         default=120.0,
         gt=0,
         description="/health?probe=live answers 503 once one batch has been in progress this "
-        "long (a stuck worker, for the orchestrator to restart).",
+        "long while the broker answers (a stuck worker, for the orchestrator to restart); a "
+        "batch waiting on an unreachable broker is not stuck.",
+    )
+
+    # --- worker lifecycle (`app.lifecycle`) --------------------------------------------------
+    worker_name: str | None = Field(
+        default=None,
+        description="Stable name of this worker: its Kafka group.instance.id (static "
+        "membership, so a restarted worker takes its partitions back at once); default "
+        "<hostname>-<web_port>; empty string: dynamic membership.",
+    )
+    session_timeout_s: float = Field(
+        default=15.0,
+        ge=6.0,
+        le=90.0,
+        description="Kafka consumer session timeout: how long the group waits for a worker "
+        "that stopped heartbeating (gone for good, or stopped: static members do not leave) "
+        "before its partitions move. Faust's default is 60 s.",
+    )
+    stop_timeout_s: float = Field(
+        default=8.0,
+        gt=0,
+        description="After SIGTERM or an agent crash: seconds to stop gracefully before the "
+        "process exits anyway (as after kill -9: nothing is lost, the batch is redone).",
+    )
+    outage_log_interval_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="While the broker is unreachable: one WARNING per this many seconds, with "
+        "a count of the Kafka client messages suppressed.",
     )
     event_loop: Literal["uvloop", "asyncio"] = Field(
         default="uvloop",
@@ -103,6 +146,14 @@ class Settings(BaseSettings):
         default="INFO",
         description="Floor for aiokafka/faust/mode loggers: Faust sets the root logger to DEBUG "
         "at -l warn (for its spinner), which otherwise builds a log record per Kafka send.",
+    )
+
+    # --- fault injection (tests and `make faults` only) ---------------------------------------
+    fault_kill_after_flush: int = Field(
+        default=0,
+        ge=0,
+        description="Test hook, 0 = off: SIGKILL the worker after its Nth commit flush that "
+        "wrote state, before that commit's offsets are committed (`agents.writeback`).",
     )
 
     # --- local broker (`edgeml broker`) -------------------------------------------------------
@@ -116,6 +167,13 @@ class Settings(BaseSettings):
         if not value.startswith(("rocksdb://", "memory://", "aerospike://")):
             raise ValueError(f"store must start with rocksdb:// or memory://, got {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _valid_security(self) -> Settings:
+        from app.security import check_security
+
+        check_security(self)
+        return self
 
     @model_validator(mode="after")
     def _valid_windows(self) -> Settings:
@@ -147,23 +205,32 @@ class Settings(BaseSettings):
             host = socket.gethostname()
         return f"http://{host}:{self.web_port}"
 
+    def group_instance_id(self) -> str | None:
+        """This worker's Kafka `group.instance.id` (None: dynamic membership)."""
+        if self.worker_name == "":
+            return None
+        if self.worker_name is not None:
+            return self.worker_name
+        import socket
+
+        return f"{socket.gethostname()}-{self.web_port}"
+
     def topic(self, name: str) -> str:
         """The broker-side name of one of the platform's topics (with the optional prefix)."""
         return f"{self.topic_prefix}{name}"
 
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context every Kafka client is given (None unless the protocol uses TLS)."""
+        from app.security import ssl_context
+
+        return ssl_context(self)
+
     def kafka_client_config(self) -> dict[str, Any]:
-        """Connection and security options shared by every aiokafka / kafka-python client."""
-        config: dict[str, Any] = {
-            "bootstrap_servers": self.bootstrap_servers,
-            "security_protocol": self.security_protocol,
-        }
-        if self.sasl_mechanism:
-            config["sasl_mechanism"] = self.sasl_mechanism
-            config["sasl_plain_username"] = self.sasl_username
-            config["sasl_plain_password"] = (
-                self.sasl_password.get_secret_value() if self.sasl_password else None
-            )
-        return config
+        """Connection and security options shared by every aiokafka / kafka-python client (both
+        take the same `ssl_context` and `sasl_*` keys). Builds a fresh SSL context per call."""
+        from app.security import client_security
+
+        return {"bootstrap_servers": self.bootstrap_servers, **client_security(self)}
 
     def table_options(self) -> dict[str, Any]:
         """Store options for every table (`app.Table(options=...)`; the memory store ignores

@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 
+from app.kafka_admin import BrokerUnavailable
 from app.settings import Settings
 from topics import catalog
 
-__all__ = ["SEVERITIES", "TAIL_TOPICS", "TailFilter", "follow"]
+__all__ = ["SEVERITIES", "TAIL_TOPICS", "TailFilter", "TailOutcome", "follow", "tail_topic"]
 
 TAIL_TOPICS = {
     "alerts": catalog.ALERTS,
@@ -77,6 +79,18 @@ def _records(value: bytes | None, headers: list[tuple[str, bytes]]) -> Iterator[
         yield decoded
 
 
+@dataclass(slots=True)
+class TailOutcome:
+    """How a `tail_topic` run ended: records read and matched, whether the topic existed, and
+    why it stopped (`limit`, `end` of the topic for `until_end`, or `timeout`)."""
+
+    topic: str
+    read: int = 0
+    matched: int = 0
+    topic_found: bool = False
+    stopped_by: str = "timeout"
+
+
 async def follow(
     settings: Settings,
     kind: str,
@@ -93,32 +107,80 @@ async def follow(
     `on_ready(topic)` is called once the consumer holds every partition at its start position
     (records produced after that are seen).
     """
-    topic = settings.topic(TAIL_TOPICS[kind].name)
+    outcome = await tail_topic(
+        settings,
+        kind,
+        on_record,
+        where=where,
+        from_beginning=from_beginning,
+        limit=limit,
+        timeout_s=timeout_s,
+        on_ready=on_ready,
+    )
+    return outcome.matched
+
+
+async def tail_topic(
+    settings: Settings,
+    kind: str,
+    on_record: Callable[[dict[str, Any]], None],
+    *,
+    where: TailFilter = TailFilter(),
+    from_beginning: bool = False,
+    limit: int | None = None,
+    timeout_s: float | None = None,
+    until_end: bool = False,
+    on_ready: Callable[[str], None] | None = None,
+) -> TailOutcome:
+    """`follow`, reporting how it ended; with `until_end` it also stops once it has read every
+    partition up to the end offsets it found when it started. Raises `BrokerUnavailable` (one
+    line) when the broker cannot be reached."""
+    outcome = TailOutcome(topic=settings.topic(TAIL_TOPICS[kind].name))
     config = settings.consumer_config(None)
     config["client_id"] = f"edgeml-tail-{uuid.uuid4().hex[:8]}"
     consumer = AIOKafkaConsumer(**config)
-    await consumer.start()
-    shown = 0
+    try:
+        await consumer.start()
+    except KafkaError as exc:
+        await consumer.stop()  # closes the half-open client (else "Unclosed" warnings)
+        raise BrokerUnavailable(
+            f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}"
+        ) from None
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     try:
-        if not await _hold_partitions(consumer, topic, from_beginning, deadline):
-            return 0
+        if not await _hold_partitions(consumer, outcome.topic, from_beginning, deadline):
+            return outcome
+        outcome.topic_found = True
+        ends = await consumer.end_offsets(list(consumer.assignment())) if until_end else {}
         if on_ready is not None:
-            on_ready(topic)
+            on_ready(outcome.topic)
         while deadline is None or time.monotonic() < deadline:
+            if until_end and all(await _reached(consumer, ends)):
+                outcome.stopped_by = "end"
+                return outcome
             batches = await consumer.getmany(timeout_ms=200)
             for messages in batches.values():
                 for message in messages:
+                    outcome.read += 1
                     for record in _records(message.value, list(message.headers or ())):
                         if where.accepts(record):
                             on_record(record)
-                            shown += 1
-                            if limit is not None and shown >= limit:
-                                return shown
+                            outcome.matched += 1
+                            if limit is not None and outcome.matched >= limit:
+                                outcome.stopped_by = "limit"
+                                return outcome
             await asyncio.sleep(0)
+    except KafkaError as exc:
+        raise BrokerUnavailable(
+            f"lost Kafka at {settings.bootstrap_servers} while reading {outcome.topic}: {exc}"
+        ) from None
     finally:
         await consumer.stop()
-    return shown
+    return outcome
+
+
+async def _reached(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> list[bool]:
+    return [await consumer.position(tp) >= end for tp, end in ends.items()]
 
 
 async def _hold_partitions(

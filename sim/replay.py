@@ -16,13 +16,14 @@ event-time order (per device at least).
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -43,7 +44,9 @@ _MS_THRESHOLD = 1e11  # epoch seconds reach 1e11 in the year 5138
 
 
 class ReplayError(ValueError):
-    """The file or the column options cannot be replayed (raised before anything is sent)."""
+    """The file or the column options cannot be replayed (one line, with the file's name and
+    line number where there is one). `edgeml replay` reads the whole file once before it sends,
+    so this is raised before anything is sent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,18 +78,22 @@ class ReplayStats:
 
 def read_rows(path: Path, fmt: str | None = None) -> Iterator[dict[str, Any]]:
     """Rows of a CSV (header line first) or JSON Lines file; `fmt` is `csv` or `jsonl`, by
-    default taken from the suffix (.csv, .jsonl, .ndjson, .json)."""
+    default taken from the suffix (.csv, .jsonl, .ndjson, .json). Content that is not text,
+    CSV or JSON raises `ReplayError`; `OSError` from reading the file passes through."""
     kind = fmt or {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}.get(
         path.suffix.lower()
     )
     if kind not in ("csv", "jsonl"):
         raise ReplayError(f"{path.name}: unknown format; use .csv or .jsonl (or --format)")
     if kind == "csv":
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            if not reader.fieldnames:
-                raise ReplayError(f"{path.name}: no CSV header line")
-            yield from reader
+        with path.open("rb") as handle:
+            reader = csv.DictReader(_text_lines(handle, path.name))
+            try:
+                if not reader.fieldnames:
+                    raise ReplayError(f"{path.name}: no CSV header line")
+                yield from reader
+            except csv.Error as exc:  # e.g. a field over csv's size limit
+                raise ReplayError(f"{path.name}:{reader.line_num}: not CSV: {exc}") from None
         return
     with path.open("rb") as handle:
         for number, line in enumerate(handle, 1):
@@ -99,6 +106,20 @@ def read_rows(path: Path, fmt: str | None = None) -> Iterator[dict[str, Any]]:
             if not isinstance(row, dict):
                 raise ReplayError(f"{path.name}:{number}: expected a JSON object per line")
             yield row
+
+
+def _text_lines(handle: BinaryIO, name: str) -> Iterator[str]:
+    """The file's lines decoded one by one (line endings kept, as csv wants with newline=""),
+    so a byte that is not UTF-8 is reported at its own line: a text-mode file decodes 8 KiB
+    blocks ahead of the csv reader, and its line count points elsewhere."""
+    for number, raw in enumerate(handle, 1):
+        try:
+            yield (raw.removeprefix(codecs.BOM_UTF8) if number == 1 else raw).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ReplayError(
+                f"{name}:{number}: not UTF-8 text ({exc.reason} at column {exc.start + 1}); "
+                "is it a CSV file?"
+            ) from None
 
 
 def parse_timestamp(value: Any) -> float | None:

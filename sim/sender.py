@@ -189,13 +189,17 @@ async def send_messages(
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     window: int = 2000,
+    stats: SendStats | None = None,
 ) -> SendStats:
     """Send every message at its due time; wait for all acknowledgements before returning.
 
     `sent_at` is `started_at + due` (the scheduled time) when paced, else the wall clock at send.
-    At most `window` unacknowledged messages are kept in flight.
+    At most `window` unacknowledged messages are kept in flight. Pass `stats` to keep the counts
+    when sending fails part-way (they count messages handed to the producer, not acknowledged).
     """
-    stats = SendStats(started_at=clock() if started_at is None else started_at)
+    if stats is None:
+        stats = SendStats()
+    stats.started_at = clock() if started_at is None else started_at
     in_flight: list[Awaitable[Any]] = []
     for message in messages:
         if message.due is None:

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import typer
 
+from app.errors import EdgeMLError
 from app.settings import Settings
+from sim.replay import ReplayColumns, ReplayError, ReplayStats, read_rows, to_readings
 
-__all__ = ["add_to"]
+__all__ = ["ReplayFailed", "add_to"]
 
 
 def add_to(cli: typer.Typer) -> None:
@@ -54,9 +56,8 @@ def add_to(cli: typer.Typer) -> None:
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress display."),
     ) -> None:
         """Replay a file of recorded readings into the sensor-readings topic; `seq` counts each
-        device's rows from 0 and `sent_at` is the scheduled send time."""
-        from sim.replay import ReplayColumns, ReplayError, read_rows, to_readings
-
+        device's rows from 0 and `sent_at` is the scheduled send time. The whole file is
+        checked before anything is sent."""
         if speed < 0 or speed > 1_000_000:
             raise typer.BadParameter(f"{speed} is not in [0, 1000000]", param_hint="--speed")
         if not 1 <= batch <= 10_000:
@@ -76,19 +77,38 @@ def add_to(cli: typer.Typer) -> None:
             site=site,
         )
         settings = Settings(bootstrap_servers=bootstrap) if bootstrap else Settings()
-        try:
-            # resolve the columns on the first rows now, so a bad option fails before sending
-            list(itertools.islice(to_readings(read_rows(file, fmt), columns), 1))
-        except ReplayError as exc:
-            raise typer.BadParameter(str(exc), param_hint="FILE") from None
+        checked = _validate(file, fmt, columns)
+        if checked.readings == 0:
+            typer.echo(f"replay: nothing to send ({checked.rows} rows, skipped: {checked.skipped})")
+            return
         asyncio.run(_run(settings, file, fmt, columns, speed, batch, progress))
+
+
+class ReplayFailed(EdgeMLError):
+    """The file could not be read, or sending stopped part-way (the message says how many
+    readings went out)."""
+
+
+def _validate(file: Path, fmt: str | None, columns: ReplayColumns) -> ReplayStats:
+    """Read the whole file once before connecting, so a bad line anywhere (binary content, a
+    line that is not JSON) fails the command with nothing sent. The send pass reads it again
+    rather than keeping the readings: memory stays flat on files of millions of rows."""
+    stats = ReplayStats()
+    try:
+        for _ in to_readings(read_rows(file, fmt), columns, stats):
+            pass
+    except ReplayError as exc:
+        raise typer.BadParameter(str(exc), param_hint="FILE") from None
+    except OSError as exc:
+        raise ReplayFailed(f"cannot read {file}: {exc.strerror or exc}") from None
+    return stats
 
 
 async def _run(
     settings: Settings,
     file: Path,
     fmt: str | None,
-    columns: object,
+    columns: ReplayColumns,
     speed: float,
     batch: int,
     progress: bool,
@@ -99,7 +119,6 @@ async def _run(
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from app.kafka_admin import BrokerUnavailable, ensure_topics
-    from sim.replay import ReplayColumns, ReplayStats, read_rows, to_readings
     from sim.sender import (
         SendStats,
         as_fast_as_possible,
@@ -108,13 +127,11 @@ async def _run(
         send_messages,
     )
 
-    assert isinstance(columns, ReplayColumns)
     stats = ReplayStats()
     readings = to_readings(read_rows(file, fmt), columns, stats)
     first = next(readings, None)
-    if first is None:
-        typer.echo(f"replay: nothing to send ({stats.rows} rows, skipped: {stats.skipped})")
-        return
+    if first is None:  # emptied since `_validate` read it
+        raise ReplayFailed(f"{file} has no readings any more (it changed since it was checked)")
     pace = event_time_pace(speed, first.ts) if speed > 0 else as_fast_as_possible
     messages = plan_messages(itertools.chain([first], readings), pace=pace, batch=batch)
     ensure_topics(settings)
@@ -139,12 +156,22 @@ async def _run(
         elapsed = max(time.time() - sent.started_at, 1e-9)
         bar.update(task, completed=sent.readings, rate=sent.readings / elapsed)
 
+    sent = SendStats()
     try:
         with bar:
-            sent = await send_messages(
-                producer, messages, topic_name=settings.topic, on_sent=on_sent
+            await send_messages(
+                producer, messages, topic_name=settings.topic, on_sent=on_sent, stats=sent
             )
         await producer.flush()
+    except KafkaError as exc:
+        raise BrokerUnavailable(
+            f"sending to {settings.bootstrap_servers} failed after {sent.readings:,} readings "
+            f"were handed to the producer: {exc}"
+        ) from None
+    except (ReplayError, OSError) as exc:  # the file changed (or broke) since `_validate`
+        raise ReplayFailed(
+            f"reading {file} failed after {sent.readings:,} readings were sent: {exc}"
+        ) from None
     finally:
         await producer.stop()
     skipped = sum(stats.skipped.values())

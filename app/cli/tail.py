@@ -4,6 +4,7 @@ edgeml tail alerts --severity warning            # warnings and criticals, as th
 edgeml tail predictions -d dev-0001 -d dev-0002  # two devices
 edgeml tail predictions --anomalies --json | jq .anomaly_score
 edgeml tail dlq --from-beginning --limit 20      # why the last messages were rejected
+edgeml tail late --from-beginning --until-end    # everything so far, then stop
 """
 
 from __future__ import annotations
@@ -11,16 +12,18 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import sys
+import time
 from typing import Any
 
 import orjson
 import typer
 from rich.console import Console
 
+from app.errors import EdgeMLError
 from app.settings import Settings
-from app.tail import SEVERITIES, TAIL_TOPICS, TailFilter, follow
+from app.tail import SEVERITIES, TAIL_TOPICS, TailFilter, tail_topic
 
-__all__ = ["add_to", "render"]
+__all__ = ["NothingMatched", "add_to", "render"]
 
 _STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -80,8 +83,12 @@ def add_to(cli: typer.Typer) -> None:
         timeout: float | None = typer.Option(
             None, "--timeout", min=0.1, help="Stop after S seconds."
         ),
+        until_end: bool = typer.Option(
+            False, "--until-end", help="Stop at the end of the topic (as it was at the start)."
+        ),
     ) -> None:
-        """Follow an output topic and print its records as they arrive."""
+        """Follow an output topic and print its records as they arrive. Exits 1 when it stops
+        (--timeout, --until-end) without a matching record, as grep does."""
         if kind not in TAIL_TOPICS:
             raise typer.BadParameter(
                 f"{kind!r}; choose one of: {', '.join(TAIL_TOPICS)}", param_hint="KIND"
@@ -107,8 +114,9 @@ def add_to(cli: typer.Typer) -> None:
             start = "its beginning" if from_beginning else "now"
             errors.print(f"[dim]edgeml tail: following {topic} from {start}[/]")
 
-        asyncio.run(
-            follow(
+        began = time.monotonic()
+        outcome = asyncio.run(
+            tail_topic(
                 Settings(),
                 kind,
                 show,
@@ -116,6 +124,32 @@ def add_to(cli: typer.Typer) -> None:
                 from_beginning=from_beginning,
                 limit=limit,
                 timeout_s=timeout,
+                until_end=until_end,
                 on_ready=ready,
             )
         )
+        waited = time.monotonic() - began
+        if not outcome.topic_found:
+            raise NothingMatched(f"topic {outcome.topic} does not exist (waited {waited:.1f} s)")
+        if outcome.matched == 0:
+            span = "up to its end" if outcome.stopped_by == "end" else f"in {waited:.1f} s"
+            raise NothingMatched(
+                f"no records matched {_describe(where)} in {outcome.topic} "
+                f"({outcome.read} read {span})"
+            )
+
+
+class NothingMatched(EdgeMLError):
+    """`edgeml tail` stopped without showing a record (exit 1, as grep does)."""
+
+
+def _describe(where: TailFilter) -> str:
+    parts = []
+    devices = sorted(where.devices | ({where.device} if where.device else set()))
+    if devices:
+        parts.append(f"device {', '.join(devices)}")
+    if where.min_severity != SEVERITIES[0]:
+        parts.append(f"severity >= {where.min_severity}")
+    if where.anomalies_only:
+        parts.append("anomalies only")
+    return " and ".join(parts) if parts else "(no filter)"

@@ -47,7 +47,13 @@ broker-down: $(STAMP) ## Stop the local Kafka broker
 bench: $(STAMP) ## Run all benchmarks (needs `make broker-up`) and print figures
 	$(BIN)/python -m bench
 
+faults: $(STAMP) ## Fault scenarios R1-R4 of issue #9 at full size (own broker; ~15 min)
+	$(BIN)/python -m bench.faults
+
+faults-ci: $(STAMP) ## The reduced fault run CI does (R1 one kill, R1d, R4 at 3,000 readings)
+	$(BIN)/pytest -q -p no:cacheprovider tests/integration/test_faults.py
+
 clean: ## Remove caches and local state (not the Kafka download)
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install demo test test-unit lint format check broker-up broker-down bench clean
+.PHONY: help install demo test test-unit lint format check broker-up broker-down bench faults faults-ci clean

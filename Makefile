@@ -27,10 +27,11 @@ test: $(STAMP) ## All tests: unit, agents and integration (starts a real Kafka b
 test-unit: $(STAMP) ## Unit and agent tests only (no broker)
 	$(BIN)/pytest tests/unit tests/agents
 
-lint: $(STAMP) ## ruff (lint + format check) and mypy
+lint: $(STAMP) ## ruff (lint + format check), mypy, and the import contracts (lint-imports)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 format: $(STAMP) ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .

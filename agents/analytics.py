@@ -58,7 +58,6 @@ from models.analytics import (
     fold_batch,
     fold_dead_letters,
     pane_key,
-    reading_origins,
     roll_up_by_source,
     sweep_idle,
 )
@@ -277,8 +276,7 @@ class AnalyticsObserver:
         if not events:
             return
         windows = self.windows
-        origins = reading_origins(result, [event.message.key for event in events])
-        devices = fold_batch(result.scored, origins, windows)
+        devices = fold_batch(result.scored, result.origins, windows)
         first_of: dict[int, int] = {}
         partitions: list[int] = []
         offsets: dict[int, int] = {}  # partition -> highest input offset of it in the batch
@@ -296,7 +294,8 @@ class AnalyticsObserver:
         if result.dead_letters:
             fallback = max(self.watermarks.values(), default=time.time())
             event_ts = {p: self.watermarks.get(p, fallback) for p in first_of}
-            dead = fold_dead_letters(result.outbound, first_of, event_ts, windows)
+            keys = [event.message.key for event in events]
+            dead = fold_dead_letters(result.rejections, keys, partitions, event_ts, windows)
         # before the device partials are stored (apply_partial may keep their objects)
         self.partials.add(roll_up_by_source(devices, dead, partitions, offsets))
         for device, partial in devices.items():

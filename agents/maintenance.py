@@ -12,21 +12,20 @@ from agents.state import TableStateStore
 from agents.writeback import WriteBackTable
 from models.pipeline import ReadingPipeline
 from models.scoring import DeviceState
-from topics.declare import Topics
 
 __all__ = ["register"]
 
 
 def register(
     app: faust.App,
-    topics: Topics,
+    maintenance: faust.TopicT,
     pipeline: ReadingPipeline,
     publisher: Publisher,
     states: WriteBackTable[DeviceState],
 ) -> faust.types.AgentT:
     # maintenance-events is keyed by device id with the same partition count as the readings,
     # so this event's partition is the device's state partition.
-    @app.agent(topics.maintenance, name="learn_maintenance")
+    @app.agent(maintenance, name="learn_maintenance")
     async def learn_maintenance(stream: faust.StreamT[bytes]) -> None:
         concrete = cast(faust.Stream, stream)
         async for event in concrete.events():

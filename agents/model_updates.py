@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from app.errors import EdgeMLError
-from app.settings import Settings
 from models.pipeline import ReadingPipeline
 from models.registry import ModelRegistry
-from topics.catalog import MODEL_REGISTRY
+from topics.errors import EdgeMLError
 
 __all__ = ["register"]
 
@@ -26,17 +26,24 @@ log = logging.getLogger(__name__)
 
 
 def register(
-    app: faust.App, settings: Settings, pipeline: ReadingPipeline, registry: ModelRegistry
+    app: faust.App,
+    pipeline: ReadingPipeline,
+    registry: ModelRegistry,
+    *,
+    topic: str,
+    partitions: int,
+    consumer_config: Mapping[str, Any],
 ) -> None:
+    """The `watch_model_registry` task: reads `topic` (broker-side name, `partitions`
+    partitions) with a group-less consumer built from `consumer_config`."""
+
     @app.task
     async def watch_model_registry() -> None:
-        topic = settings.topic(MODEL_REGISTRY.name)
-        consumer = AIOKafkaConsumer(**settings.consumer_config(None))
+        consumer = AIOKafkaConsumer(**consumer_config)
         await consumer.start()
         try:
-            count = MODEL_REGISTRY.partitions or settings.topic_partitions
-            partitions = await _partitions(consumer, topic, count)
-            consumer.assign([TopicPartition(topic, p) for p in partitions])
+            assigned = await _partitions(consumer, topic, partitions)
+            consumer.assign([TopicPartition(topic, p) for p in assigned])
             await consumer.seek_to_beginning()
             while True:
                 batches = await consumer.getmany(timeout_ms=1000)

@@ -11,10 +11,8 @@ import faust
 from agents.publish import Publisher
 from agents.state import TableStateStore
 from agents.writeback import WriteBackTable
-from app.settings import Settings
 from models.pipeline import BatchResult, Inbound, ReadingPipeline
 from models.scoring import DeviceState
-from topics.declare import Topics
 
 __all__ = ["BatchObserver", "BatchProgress", "inbound", "register"]
 
@@ -49,18 +47,23 @@ def inbound(event: faust.EventT) -> Inbound:
 
 def register(
     app: faust.App,
-    settings: Settings,
-    topics: Topics,
+    readings: faust.TopicT,
     pipeline: ReadingPipeline,
     publisher: Publisher,
     states: WriteBackTable[DeviceState],
     progress: BatchProgress,
     observers: Sequence[BatchObserver] = (),
+    *,
+    batch_max: int,
+    batch_within_s: float,
 ) -> faust.types.AgentT:
-    @app.agent(topics.readings, name="score_readings")
+    """The `score_readings` agent on `readings`: batches of up to `batch_max` messages, or
+    what arrived within `batch_within_s`, scored, observed, then published."""
+
+    @app.agent(readings, name="score_readings")
     async def score_readings(stream: faust.StreamT[bytes]) -> None:
         concrete = cast(faust.Stream, stream)  # StreamT does not declare take_events
-        batches = concrete.take_events(settings.batch_max, within=settings.batch_within_s)
+        batches = concrete.take_events(batch_max, within=batch_within_s)
         async for events in batches:
             progress.begin()
             try:  # a batch that raised is not "in progress" forever (the stall detector)

@@ -1,21 +1,8 @@
-"""The project's one root error; packages derive their own one-line subclasses from it.
-
-`exit_code` is what `edgeml` exits with when the error reaches its `main`: 1 for operational
-failures (broker down, unreadable file), 2 for input the user has to change (as usage errors).
-"""
+"""The root error, re-exported for the app layer: it lives in `topics.errors`, the bottom floor,
+so that `models/`, `agents/` and `infra/` raise subclasses of it without importing the app."""
 
 from __future__ import annotations
 
+from topics.errors import ConfigError, EdgeMLError
+
 __all__ = ["ConfigError", "EdgeMLError"]
-
-
-class EdgeMLError(Exception):
-    """Root of every error this project raises on purpose."""
-
-    exit_code = 1
-
-
-class ConfigError(EdgeMLError):
-    """A setting or flag has a value the platform cannot use."""
-
-    exit_code = 2

@@ -1,30 +1,72 @@
-"""`create_app(settings)`: a fresh Faust app with the platform's topics, tables and agents."""
+"""The worker's one composition root: `build_worker(settings)` builds a fresh Faust app and
+every part wired into it (topics, tables, model registry, scorer, pipeline, publisher, metrics,
+observers, analytics, sensors, web views) and returns them together as a `Worker`.
+
+`create_app(settings)` is `build_worker(settings).app`, for `faust -A app.main worker` and the
+CLI; tests build a fresh `Worker` per test with `memory://` stores and reach its parts as
+attributes. Nothing here reads the disk in a constructor: the failure model the scorer serves
+at start-up is loaded here, from the one `ModelRegistry` (with `onnx_threads`) that hot swaps
+also load from.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import faust
 
-from agents import hello, maintenance, model_updates, score
+from agents import analytics, maintenance, model_updates, score
+from agents.analytics import AnalyticsObserver, AnalyticsStores
 from agents.publish import Publisher
-from agents.score import BatchProgress
+from agents.score import BatchObserver, BatchProgress
 from agents.state import device_states
-from agents.writeback import CommitFlusher
-from app import observability
-from app.lifecycle import AgentCrashSupervisor, Worker, life_of
-from app.metrics import Metrics, TimedScorer
+from agents.writeback import CommitFlusher, KillAfterFlush, WriteBackTable, WriteStage
+from app import lifecycle, observability
+from app.lifecycle import AgentCrashSupervisor, life_of
+from app.metrics import LagCollector, Metrics, guarded
 from app.settings import Settings
+from app.web.alerts import AlertFeed
+from models.analytics import AnalyticsWindows
 from models.pipeline import ReadingPipeline
-from models.registry import ModelRegistry
+from models.registry import FAILURE_MODEL_ID, ModelRegistry
+from models.scoring import DeviceState, Scorer
 from models.validation import ValidationLimits
-from topics.declare import declare_tables, declare_topics
+from topics.analytics import AnalyticsTables, declare_analytics
+from topics.catalog import MODEL_REGISTRY
+from topics.declare import Tables, Topics, declare_tables, declare_topics
 
-__all__ = ["create_app"]
+__all__ = ["Worker", "build_worker", "create_app"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Worker:
+    """One worker's parts, as `build_worker` wired them into `app` (the Faust app that runs
+    them; `app.lifecycle.Worker` is the Faust worker process class that runs an app)."""
+
+    app: faust.App
+    topics: Topics
+    tables: Tables
+    analytics_tables: AnalyticsTables
+    registry: ModelRegistry
+    scorer: Scorer
+    pipeline: ReadingPipeline
+    publisher: Publisher
+    states: WriteBackTable[DeviceState]
+    progress: BatchProgress
+    metrics: Metrics
+    windows: AnalyticsWindows
+    stores: AnalyticsStores
+    analytics: AnalyticsObserver
+    # score_readings' observers in call order; the last holds the batch's writes (see below).
+    observers: tuple[BatchObserver, ...]
+    flusher: CommitFlusher
+    lag: LagCollector
+    feed: AlertFeed
 
 
 def _broker_credentials(settings: Settings) -> faust.auth.Credentials | None:
@@ -45,8 +87,8 @@ def _broker_credentials(settings: Settings) -> faust.auth.Credentials | None:
     return None
 
 
-def create_app(settings: Settings) -> faust.App:
-    """Build the worker app. Tests build a fresh one per test with `memory://` stores."""
+def _faust_app(settings: Settings) -> faust.App:
+    """The bare Faust app: broker, store, web server, producer and lifecycle settings."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     app = faust.App(
         settings.app_id,
@@ -72,7 +114,7 @@ def create_app(settings: Settings) -> faust.App:
         # 5.7-12.3 s static (the rejoin itself ~1.5 s; the rest is process start), 13.1 s
         # dynamic with a 15 s session timeout, 54-55 s with Faust's 60 s default (issue #9).
         agent_supervisor=AgentCrashSupervisor,
-        Worker=Worker,
+        Worker=lifecycle.Worker,
         consumer_group_instance_id=settings.group_instance_id(),
         broker_session_timeout=settings.session_timeout_s,
     )
@@ -80,24 +122,58 @@ def create_app(settings: Settings) -> faust.App:
         stop_timeout_s=settings.stop_timeout_s,
         outage_log_interval_s=settings.outage_log_interval_s,
     )
-    topics = declare_topics(app, settings)
-    tables = declare_tables(app, settings)
+    return app
+
+
+def build_worker(settings: Settings) -> Worker:
+    """Build a fresh worker: one app and every part of it, wired (see the module docstring)."""
+    app = _faust_app(settings)
+    layout = settings.topic_layout()
+    topics = declare_topics(app, layout)
+    tables = declare_tables(app, layout)
     limits = ValidationLimits(
         max_message_bytes=settings.max_message_bytes,
         max_future_s=settings.max_future_s,
         max_abs_value=settings.max_abs_value,
     )
+    # The one registry: the start-up model and every hot swap load with `onnx_threads`.
     registry = ModelRegistry(settings.registry_root, threads=settings.onnx_threads)
     metrics = Metrics(settings.app_id)
-    scorer = TimedScorer(metrics.observe_model, registry_root=settings.registry_root)
+    scorer = Scorer(
+        failure_model=registry.promoted_handle(FAILURE_MODEL_ID),
+        on_model_call=metrics.observe_model,
+    )
     pipeline = ReadingPipeline(scorer, limits)
     publisher = Publisher(app, topics)
     states = device_states(tables.state_by_device)
     progress = BatchProgress()
-    observers = observability.register(app, settings, topics, scorer, metrics, progress)
-    score.register(app, settings, topics, pipeline, publisher, states, progress, observers)
-    maintenance.register(app, topics, pipeline, publisher, states)
-    flusher = CommitFlusher([states, *observability.of(app).stores.all()])
+
+    windows = settings.analytics_windows()
+    analytics_tables = declare_analytics(app, layout)
+    stores = AnalyticsStores.over(analytics_tables)
+    observer = AnalyticsObserver(
+        analytics_tables, stores, windows, sweep_every_s=settings.analytics_sweep_s
+    )
+    analytics.register(app, analytics_tables, stores.sites, windows)
+    inputs = (topics.readings, topics.maintenance, analytics_tables.site_partials_topic)
+    watch = observability.register(
+        app, settings, inputs=[topic.get_topic_name() for topic in inputs],
+        tables=analytics_tables, stores=stores, windows=windows, scorer=scorer,
+        metrics=metrics, progress=progress,
+    )  # fmt: skip
+    stage = WriteStage.of(app)
+    if settings.fault_kill_after_flush:
+        app.sensors.add(KillAfterFlush(stage, settings.fault_kill_after_flush))
+    # The analytics observer is guarded: a failure there is counted and logged, never stops
+    # scoring. `hold_batch` must stay last: it holds every write the batch made (state,
+    # analytics, site partials) until `score_readings` releases it once its outputs are acked.
+    observers = (guarded(observer, "analytics", metrics), metrics.observe_batch, stage.hold_batch)
+    score.register(
+        app, topics.readings, pipeline, publisher, states, progress, observers,
+        batch_max=settings.batch_max, batch_within_s=settings.batch_within_s,
+    )  # fmt: skip
+    maintenance.register(app, topics.maintenance, pipeline, publisher, states)
+    flusher = CommitFlusher([states, *stores.all()])
     app.sensors.add(flusher)
 
     @app.on_partitions_revoked.connect
@@ -106,8 +182,12 @@ def create_app(settings: Settings) -> faust.App:
         # before the partitions' new owners recover them.
         flusher.flush()
 
-    model_updates.register(app, settings, pipeline, registry)
-    hello.register(app, settings)
+    model_updates.register(
+        app, pipeline, registry,
+        topic=layout.topic_name(MODEL_REGISTRY),
+        partitions=layout.partitions_of(MODEL_REGISTRY),
+        consumer_config=settings.consumer_config(None),
+    )  # fmt: skip
 
     @app.task
     async def at_start() -> None:
@@ -117,4 +197,15 @@ def create_app(settings: Settings) -> faust.App:
         for topic in topics.outputs():
             await topic.maybe_declare()
 
-    return app
+    return Worker(
+        app=app, topics=topics, tables=tables, analytics_tables=analytics_tables,
+        registry=registry, scorer=scorer, pipeline=pipeline, publisher=publisher,
+        states=states, progress=progress, metrics=metrics, windows=windows, stores=stores,
+        analytics=observer, observers=observers, flusher=flusher, lag=watch.lag,
+        feed=watch.feed,
+    )  # fmt: skip
+
+
+def create_app(settings: Settings) -> faust.App:
+    """The worker's Faust app (`build_worker(settings).app`): what `faust -A app.main` runs."""
+    return build_worker(settings).app

@@ -3,9 +3,10 @@
 `Metrics` owns a `CollectorRegistry` (one per app, so tests can build many apps) and is a
 `BatchObserver` of `score_readings`. Counters move once per batch; the per-reading
 distributions (end-to-end latency, anomaly score) go through `BatchHistogram`, which folds a
-batch's values with one `bisect` each and no lock per value. Model latency comes from
-`TimedScorer` (a `Scorer` that times each `score_many` call and each failure-model call);
-consumer lag is computed from the consumer's positions when Prometheus scrapes.
+batch's values with one `bisect` each and no lock per value. Model latency comes from the
+Scorer's `on_model_call` hook (`Metrics.observe_model`: each failure-model call, and the rest of
+each `score_many` call as the anomaly model); consumer lag is computed from the consumer's
+positions when Prometheus scrapes.
 
 Every name exported here is what `infra/prometheus/rules.yml` and the Grafana dashboards use
 (a test checks that).
@@ -23,7 +24,6 @@ from typing import Any
 
 import faust
 import numpy as np
-import orjson
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -37,8 +37,7 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Met
 from prometheus_client.utils import floatToGoString
 
 from models.pipeline import BatchResult
-from models.registry import LoadedModel, ModelHandle
-from models.scoring import FailureModel, ScoredReading, Scorer
+from models.scoring import ScoredReading
 
 __all__ = [
     "CONTENT_TYPE",
@@ -46,9 +45,6 @@ __all__ = [
     "LagCollector",
     "Metrics",
     "ModelLatency",
-    "TimedHandle",
-    "TimedModel",
-    "TimedScorer",
     "guarded",
     "iter_metric_names",
     "split_ref",
@@ -160,81 +156,6 @@ class ModelLatency:
             return {"calls": 0}
         p50, p99 = np.percentile(np.fromiter(recent, float), [50, 99]) * 1000.0
         return {"calls": self.calls[ref], "p50_ms": float(p50), "p99_ms": float(p99)}
-
-
-class TimedModel:
-    """Wraps a failure model (a registry `ModelHandle`) to time each `predict` call.
-
-    Everything else (`ref`, `current`, `swap`, ...) passes through, so hot swaps with
-    `registry.apply(announcement, scorer.failure_model)` work on the wrapper.
-    """
-
-    def __init__(self, model: FailureModel, on_call: Callable[[str, float], None]) -> None:
-        self._model = model
-        self._on_call = on_call
-
-    @property
-    def ref(self) -> str:
-        return self._model.ref
-
-    @property
-    def wrapped(self) -> FailureModel:
-        return self._model
-
-    def predict(self, features: np.ndarray) -> np.ndarray:
-        start = time.perf_counter()
-        try:
-            return self._model.predict(features)
-        finally:
-            self._on_call(self._model.ref, time.perf_counter() - start)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._model, name)
-
-
-class TimedHandle(ModelHandle):
-    """A registry `ModelHandle` that times each `predict` call (hot swaps work unchanged:
-    it *is* a handle, serving the model it was created with until swapped)."""
-
-    def __init__(self, model: LoadedModel, on_call: Callable[[str, float], None]) -> None:
-        super().__init__(model)
-        self._on_call = on_call
-
-    def predict(self, features: np.ndarray) -> np.ndarray:
-        model = self.current
-        start = time.perf_counter()
-        try:
-            return model.predict(features)
-        finally:
-            self._on_call(model.manifest.ref, time.perf_counter() - start)
-
-
-class TimedScorer(Scorer):
-    """A `Scorer` that reports model latency: each failure-model call as that model, and the
-    rest of each `score_many` call (features + online anomaly detectors, per batch) as the
-    anomaly model. Created by `create_app`; scoring itself is unchanged."""
-
-    def __init__(self, on_timing: Callable[[str, float], None], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._on_timing = on_timing
-        self._failure_s = 0.0
-        if isinstance(self.failure_model, ModelHandle):
-            self.failure_model = TimedHandle(self.failure_model.current, self._on_failure_call)
-        elif self.failure_model is not None:
-            self.failure_model = TimedModel(self.failure_model, self._on_failure_call)
-
-    def _on_failure_call(self, ref: str, seconds: float) -> None:
-        self._failure_s += seconds
-        self._on_timing(ref, seconds)
-
-    def score_many(self, batch: Sequence[tuple[Any, Sequence[Any]]]) -> list[list[ScoredReading]]:
-        self._failure_s = 0.0
-        start = time.perf_counter()
-        out = super().score_many(batch)
-        if batch:
-            elapsed = time.perf_counter() - start - self._failure_s
-            self._on_timing(self.model_ids["anomaly"], max(elapsed, 0.0))
-        return out
 
 
 class LagCollector:
@@ -404,7 +325,7 @@ class Metrics:
         if result.state_errors:
             self.state_errors.inc(result.state_errors)
         if result.alerts or result.dead_letters:
-            self._outbound(result)
+            self._alerts_and_rejections(result)
 
     def _per_reading(self, scored: Sequence[ScoredReading]) -> None:
         now = time.time()
@@ -417,14 +338,13 @@ class Metrics:
             now - sent for sent in (o.reading.sent_at for o in scored) if sent is not None
         )
 
-    def _outbound(self, result: BatchResult) -> None:
-        for record in result.outbound:
-            if record.role == "alerts":
-                alert = orjson.loads(record.value)
-                self.alerts.labels(alert.get("state", "?"), alert.get("severity", "?")).inc()
-            elif record.role == "dlq":
-                error = dict(record.headers or ()).get("edgeml.error.class", b"?")
-                self.dead_letters.labels(error.decode(errors="replace")).inc()
+    def _alerts_and_rejections(self, result: BatchResult) -> None:
+        """Alerts by state and severity, dead letters by error class: read from the records
+        the pipeline keeps (`alert_events`, `rejections`), not by parsing its output bytes."""
+        for alert in result.alert_events:
+            self.alerts.labels(alert.state, alert.severity).inc()
+        for rejected in result.rejections:
+            self.dead_letters.labels(rejected.error_class).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,90 +1,60 @@
-"""Wires analytics, metrics and the web server into an app (called by `create_app`).
+"""Observability of one worker: the consumer-lag collector, the live alert feed and the web
+views (analytics JSON, health, models, `/metrics`, the dashboard), added to an app built by
+`app.factory.build_worker`.
 
-Returns the `BatchObserver`s for `score_readings`: the analytics tables' observer (guarded, so
-a failure there is counted and logged but never stops scoring), the metrics observer, and last
-the app's `WriteStage.hold_batch`, which holds every write the batch made (state, analytics,
-site partials) until `score_readings` releases it after its outputs are acked
-(`agents.writeback`). With `fault_kill_after_flush` set it also adds the kill-window fault hook.
+Only what watches the worker lives here; the dataflow it watches (the analytics tables, the
+`aggregate_sites` agent, the batch observers) is wired by the composition root, which passes
+the parts in.
 """
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import faust
 
-from agents import analytics
-from agents.analytics import AnalyticsObserver, AnalyticsStores
+from agents.analytics import AnalyticsStores
 from agents.score import BatchProgress
-from agents.writeback import KillAfterFlush, WriteStage
-from app.metrics import LagCollector, Metrics, guarded
+from app.metrics import LagCollector, Metrics
 from app.settings import Settings
 from app.web import register_web
 from app.web.alerts import AlertFeed
 from models.analytics import AnalyticsWindows
-from models.pipeline import BatchResult
 from models.scoring import Scorer
-from topics.analytics import AnalyticsTables, declare_analytics
-from topics.declare import Topics
+from topics.analytics import AnalyticsTables
 
-__all__ = ["Observability", "of", "register"]
-
-Observer = Callable[[BatchResult, Sequence[faust.EventT]], None]
+__all__ = ["Observability", "register"]
 
 
 @dataclass(frozen=True)
 class Observability:
-    """The pieces `register` added to one app (tests and tools reach them with `of(app)`)."""
+    """What `register` added to one app: the lag collector (registered with `metrics`) and the
+    alert feed the `/alerts/stream` view serves."""
 
-    tables: AnalyticsTables
-    stores: AnalyticsStores
-    windows: AnalyticsWindows
-    analytics: AnalyticsObserver
-    metrics: Metrics
     lag: LagCollector
     feed: AlertFeed
-    progress: BatchProgress
-
-
-_REGISTERED: weakref.WeakKeyDictionary[faust.App, Observability] = weakref.WeakKeyDictionary()
-
-
-def of(app: faust.App) -> Observability:
-    """What `register` added to `app` (KeyError for an app it was not called on)."""
-    return _REGISTERED[app]
 
 
 def register(
     app: faust.App,
     settings: Settings,
-    topics: Topics,
+    *,
+    inputs: Collection[str],
+    tables: AnalyticsTables,
+    stores: AnalyticsStores,
+    windows: AnalyticsWindows,
     scorer: Scorer,
     metrics: Metrics,
     progress: BatchProgress,
-) -> list[Observer]:
-    windows = settings.analytics_windows()
-    tables = declare_analytics(app, settings)
-    stores = AnalyticsStores.over(tables)
-    observer = AnalyticsObserver(tables, stores, windows, sweep_every_s=settings.analytics_sweep_s)
-    analytics.register(app, tables, stores.sites, windows)
-    inputs = {
-        topics.readings.get_topic_name(),
-        topics.maintenance.get_topic_name(),
-        tables.site_partials_topic.get_topic_name(),
-    }
-    lag = metrics.add_lag(app, lambda: inputs)
+) -> Observability:
+    """Add lag (for the broker-side input topic names `inputs`), the alert feed and the web
+    views to `app`; `metrics` is the one the worker's observers and scorer feed."""
+    topics = set(inputs)
+    lag = metrics.add_lag(app, lambda: topics)
     feed = AlertFeed(settings, backlog=settings.alerts_backlog, on_clients=metrics.sse_clients.set)
     register_web(
         app, settings, tables=tables, stores=stores, windows=windows, scorer=scorer,
         metrics=metrics, lag=lag, feed=feed, progress=progress,
     )  # fmt: skip
-    _REGISTERED[app] = Observability(
-        tables, stores, windows, observer, metrics, lag, feed, progress
-    )
-    stage = WriteStage.of(app)
-    if settings.fault_kill_after_flush:
-        app.sensors.add(KillAfterFlush(stage, settings.fault_kill_after_flush))
-    # hold_batch must stay last: it holds what the observers before it wrote.
-    return [guarded(observer, "analytics", metrics), metrics.observe_batch, stage.hold_batch]
+    return Observability(lag, feed)

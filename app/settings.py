@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     import ssl
 
     from models.analytics import AnalyticsWindows
+    from topics.layout import TopicLayout
 
 __all__ = ["Settings"]
 
@@ -218,6 +219,18 @@ class Settings(BaseSettings):
     def topic(self, name: str) -> str:
         """The broker-side name of one of the platform's topics (with the optional prefix)."""
         return f"{self.topic_prefix}{name}"
+
+    def topic_layout(self) -> TopicLayout:
+        """The narrow config `topics.declare` / `topics.analytics` take instead of `Settings`:
+        the prefix, default partitions and replication, and the tables' store options."""
+        from topics.layout import TopicLayout
+
+        return TopicLayout(
+            prefix=self.topic_prefix,
+            partitions=self.topic_partitions,
+            replication=self.topic_replication,
+            table_options=self.table_options(),
+        )
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """The TLS context every Kafka client is given (None unless the protocol uses TLS)."""

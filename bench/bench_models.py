@@ -107,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run
 
-    no_onnx = lambda: Scorer(load_registry=False)  # noqa: E731
+    no_onnx = lambda: Scorer()  # noqa: E731
     with_onnx = Scorer  # the promoted failure model, when registered
     has_onnx = with_onnx().failure_model is not None
     rows.append(
@@ -139,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows.append(
                 (f"ONNX failure model, batch {batch}", _best(onnx_run, args.repeats), "/row")
             )
-    scorer = Scorer(ScorerConfig(), load_registry=False)
+    scorer = Scorer(ScorerConfig())
     state = scorer.new_state(ids[0])
     scorer.score(state, by_device[ids[0]])
     blob = state.to_bytes()

@@ -2,12 +2,13 @@
 
     python -m bench.bench_observers [--batches 40] [--batch 500] [--devices 50] [--flush-every 5]
 
-Builds a real worker app (`create_app`, memory store, producer stubbed: table changelog
-writes and site partials go to a no-op), scores batches of simulator readings with the real
-`ReadingPipeline`, and times each observer call on those batches with real Faust events and a
-the write-back analytics tables flushed every `--flush-every` batches, as an offset commit
-does in the worker (1: every batch, the cost of writing through). Prints one JSON line: µs per
-reading for the pipeline itself, for each observer, and for the flushes.
+Builds a real worker (`build_worker`, memory store, producer stubbed: table changelog
+writes and site partials go to a no-op), scores batches of simulator readings with the
+worker's own `ReadingPipeline` (its scorer timed through the metrics hook), and times each
+observer call on those batches with real Faust events, the write-back analytics tables
+flushed every `--flush-every` batches, as an offset commit does in the worker (1: every
+batch, the cost of writing through). Prints one JSON line: µs per reading for the pipeline
+itself, for each observer, and for the flushes.
 """
 
 from __future__ import annotations
@@ -27,11 +28,9 @@ import faust
 import orjson
 from faust.types import Message
 
-from app import observability
-from app.factory import create_app
-from app.metrics import TimedScorer
+from app.factory import build_worker
 from app.settings import Settings
-from models.pipeline import Inbound, ReadingPipeline
+from models.pipeline import Inbound
 from sim.generator import SimConfig, simulate
 
 
@@ -50,12 +49,12 @@ async def run(batches: int, batch: int, devices: int, flush_every: int) -> dict[
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(store="memory://", app_id="bench-observers", data_dir=Path(tmp),
                             bootstrap_servers="127.0.0.1:9")  # fmt: skip
-        app = create_app(settings)
+        parts = build_worker(settings)
+        app = parts.app
         app.finalize()
         app.producer.send_soon = lambda fut: None  # type: ignore[method-assign]
-        parts = observability.of(app)
-        topic = app.topic(settings.topic("sensor-readings"), value_serializer="raw")
-        pipeline = ReadingPipeline(TimedScorer(parts.metrics.observe_model))
+        topic = parts.topics.readings
+        pipeline = parts.pipeline
         count = batches * batch // devices + 1
         config = SimConfig(devices=devices, count=count, seed=3, start_ts=time.time() - count)
         sim = simulate(config)

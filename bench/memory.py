@@ -80,9 +80,10 @@ def _state_bytes(value: bytes) -> bytes:
 
 def model_state_bytes() -> dict[str, int]:
     """Process-wide model state: the failure model file and the pickled online model."""
+    from models.registry import load_promoted
     from models.scoring import Scorer
 
-    scorer = Scorer()
+    scorer = Scorer(failure_model=load_promoted())
     sizes = {"online_model_pickle_bytes": len(pickle.dumps(scorer.online))}
     handle = scorer.failure_model
     memory = getattr(getattr(handle, "current", None), "memory", None)

@@ -40,7 +40,7 @@ def create_noop_app(settings: Settings) -> faust.App:
         producer_linger=settings.producer_linger_ms / 1000.0,
         autodiscover=False,
     )
-    readings = declare_topics(app, settings).readings
+    readings = declare_topics(app, settings.topic_layout()).readings
     output = settings.topic(OUTPUT)
 
     @app.agent(readings, name="pass_through")

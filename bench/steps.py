@@ -80,6 +80,7 @@ class _DictStore:
 
 def steps_command(env: BenchEnv | None, *, repeats: int = 3, quick: bool = False) -> dict[str, Any]:
     from models.pipeline import Inbound, ReadingPipeline
+    from models.registry import load_promoted
     from models.scoring import DeviceState, Scorer
     from models.validation import ValidationLimits, parse_message
     from sim.generator import SimConfig, simulate
@@ -93,8 +94,8 @@ def steps_command(env: BenchEnv | None, *, repeats: int = 3, quick: bool = False
     readings = list(sim.readings())
     now = time.time()
     limits = ValidationLimits()
-    scorer = Scorer()
-    bare = Scorer(load_registry=False)
+    scorer = Scorer(failure_model=load_promoted())
+    bare = Scorer()  # no failure model: the online one only
     ids = [d.device_id for d in sim.devices]
     by_device: dict[str, list[Any]] = {d: [] for d in ids}
     for r in readings:

@@ -23,6 +23,7 @@ from typing import Literal
 from bench.common import ROOT, BenchEnv, free_port
 from bench.noop import OUTPUT as NOOP_OUTPUT
 from bench.passthrough import READY as PASSTHROUGH_READY
+from topics import catalog
 
 __all__ = ["VARIANTS", "Running", "Variant", "input_topic", "output_topic", "start"]
 
@@ -41,7 +42,7 @@ class StartFailed(RuntimeError):
 
 
 def input_topic(prefix: str) -> str:
-    return f"{prefix}sensor-readings"
+    return f"{prefix}{catalog.READINGS.name}"
 
 
 def output_topic(variant: Variant, prefix: str) -> str:
@@ -49,16 +50,16 @@ def output_topic(variant: Variant, prefix: str) -> str:
     return {
         "A": f"{prefix}passthrough-out",
         "B": f"{prefix}{NOOP_OUTPUT}",
-        "C": f"{prefix}predictions",
+        "C": f"{prefix}{catalog.PREDICTIONS.name}",
     }[variant]
 
 
 def alerts_topic(prefix: str) -> str:
-    return f"{prefix}anomaly-alerts"
+    return f"{prefix}{catalog.ALERTS.name}"
 
 
 def changelog_topic(app_id: str) -> str:
-    return f"{app_id}-state-by-device-changelog"
+    return catalog.STATE_BY_DEVICE.changelog_topic(app_id)
 
 
 @dataclass

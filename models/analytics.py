@@ -7,7 +7,7 @@ default) and hopping windows (5 min every 1 min) are then exact unions of panes,
 they are read — each reading is written once, not once per overlapping window.
 
     windows = AnalyticsWindows(tumbling_s=60, hopping_s=300, hop_s=60, retention_s=3600)
-    partials = fold_batch(result.scored, origins, windows)      # key -> KeyPartial
+    partials = fold_batch(result.scored, result.origins, windows)  # key -> KeyPartial
     for key, partial in partials.items():
         apply_partial(store, key, partial, windows, partition)  # store: a PaneStore
     view = key_view(store, "dev-0001", "hopping", windows)      # JSON-ready dict
@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 
 if TYPE_CHECKING:  # only types: `Settings` validates windows with this module, keep it light
-    from models.pipeline import BatchResult, Outbound
+    from models.pipeline import Rejected
     from models.scoring import ScoredReading
 
 __all__ = [
@@ -48,14 +48,12 @@ __all__ = [
     "PaneStore",
     "WindowStats",
     "apply_partial",
-    "dead_letter_partition",
     "fold_batch",
     "fold_dead_letters",
     "head_summary",
     "key_view",
     "pane_key",
     "parse_pane_key",
-    "reading_origins",
     "roll_up",
     "roll_up_by_source",
     "sweep_idle",
@@ -67,8 +65,6 @@ FLEET_KEY = "*"  # the whole fleet, stored beside the sites
 UNASSIGNED_SITE = "unassigned"  # readings without a `site`
 
 _SEVERITY_INDEX = {name: i for i, name in enumerate(SEVERITIES)}
-_PREDICTIONS_ENVELOPE = b'{"predictions":'
-_PREDICTION_MARK = b'"device_id":'
 
 
 # --------------------------------------------------------------------------------------------
@@ -600,37 +596,13 @@ def sweep_idle(
 # --------------------------------------------------------------------------------------------
 
 
-def reading_origins(result: BatchResult, keys: Sequence[bytes | None]) -> list[int]:
-    """The index of a batch message from the same partition as each scored reading.
-
-    `ReadingPipeline.process` appends a message's scored readings, then that message's one
-    `predictions` record (key = the message's key; `{"predictions": [...]}` for an envelope),
-    in message order. A message key always maps to one partition, so the first message with
-    the record's key is in the reading's partition (gateway keys included).
-    """
-    first: dict[bytes | None, int] = {}
-    for index, key in enumerate(keys):
-        first.setdefault(key, index)
-    origins: list[int] = []
-    for record in result.outbound:
-        if record.role != "predictions":
-            continue
-        value = record.value
-        n = value.count(_PREDICTION_MARK) if value.startswith(_PREDICTIONS_ENVELOPE) else 1
-        origins.extend([first.get(record.key, 0)] * n)
-    if len(origins) != len(result.scored):
-        raise ValueError(
-            f"{len(result.scored)} scored readings but {len(origins)} predicted: the "
-            "pipeline's output order changed (see models.analytics.reading_origins)"
-        )
-    return origins
-
-
 def fold_batch(
     scored: Sequence[ScoredReading], origins: Sequence[int], windows: AnalyticsWindows
 ) -> dict[str, KeyPartial]:
     """Per-device partial aggregates of one scored batch (readings, anomalies, late readings,
-    alerts opened; the alert counts go to the pane of the alert's event time)."""
+    alerts opened; the alert counts go to the pane of the alert's event time). `origins[i]` is
+    the batch message `scored[i]` came from (`BatchResult.origins`); a device's partial gets
+    the origin of its first reading."""
     partials: dict[str, KeyPartial] = {}
     pane_s = windows.pane_s
     for outcome, origin in zip(scored, origins, strict=True):
@@ -654,33 +626,25 @@ def fold_batch(
     return partials
 
 
-def dead_letter_partition(record: Outbound) -> int:
-    """The origin partition a dead letter's headers name (-1 when absent)."""
-    for name, value in record.headers or ():
-        if name == "edgeml.origin.partition":
-            return int(value)
-    return -1
-
-
 def fold_dead_letters(
-    outbound: Sequence[Outbound],
-    partition_origin: Mapping[int, int],
+    rejections: Sequence[Rejected],
+    keys: Sequence[bytes | None],
+    partitions: Sequence[int],
     event_ts: Mapping[int, float],
     windows: AnalyticsWindows,
 ) -> dict[str, KeyPartial]:
     """Dead letters per message key (decoded as a device id), each counted in the pane of its
     partition's event time `event_ts[partition]` (a dead letter has no trusted time of its
-    own). Records from partitions missing in either mapping are skipped."""
+    own). `keys[i]` and `partitions[i]` are batch message `i`'s, the message a rejection's
+    `origin` names; a key's partial gets the origin of its first dead letter. Dead letters
+    from partitions missing in `event_ts` are skipped."""
     partials: dict[str, KeyPartial] = {}
-    for record in outbound:
-        if record.role != "dlq":
+    for rejected in rejections:
+        origin = rejected.origin
+        ts = event_ts.get(partitions[origin])
+        if ts is None:
             continue
-        partition = dead_letter_partition(record)
-        origin = partition_origin.get(partition)
-        ts = event_ts.get(partition)
-        if origin is None or ts is None:
-            continue
-        key = (record.key or b"").decode(errors="replace")
+        key = (keys[origin] or b"").decode(errors="replace")
         partial = partials.get(key)
         if partial is None:
             partial = partials[key] = KeyPartial(origin=origin)

@@ -3,7 +3,7 @@
 The failure models see device-normalized, metric-named inputs (`failure_inputs`), e.g.
 `vibration.dmean60` = (60 s mean - the device's guarded slow baseline) / its baseline sigma. They
 are computed by `FailureInputs.row` from a reading's `FeatureRow` and the detector state, so the
-offline trainer (`models.training.train_failure`) and the worker build identical vectors.
+offline trainer (`training.train_failure`) and the worker build identical vectors.
 A metric a device does not send reads as 0 ("no deviation").
 
 `OnlineFailureModel` is a river `StandardScaler | LogisticRegression` that learns from delayed

@@ -10,6 +10,14 @@ validates, scores each device's readings in arrival order, and returns what to p
 - one dead letter per rejected reading (or whole message), with origin and reason in headers;
 - a copy of every late reading on the late topic (it is still scored, marked `late`).
 
+Only the publisher reads those `Outbound` records. What observers (metrics, analytics) need is
+in `BatchResult` as facts the pipeline knew when it made the records: each scored reading's
+origin message, the alert events as `AnomalyAlert` records (as sent, `scored_at` set) and each
+dead letter's origin message and error class (`Rejected`). Before, analytics rebuilt origins
+by counting `"device_id":` in the prediction bytes and parsed partitions out of dead-letter
+headers, and metrics parsed every alert's JSON again: two steps coupled to another's byte
+format, one of them raising when the output order changed.
+
 Re-deliveries and duplicates: a device's state records the highest `seq` applied
 (`models.scoring`). A reading at or below it, not newer than the device's watermark, was
 applied before: it is not learned, counted, marked late or copied to the late topic, and
@@ -34,7 +42,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
 import orjson
@@ -51,7 +59,15 @@ from models.validation import (
 )
 from topics.records import AnomalyAlert, DeadLetter, Prediction, SensorReading
 
-__all__ = ["BatchResult", "Inbound", "Outbound", "ReadingPipeline", "Role", "StateStore"]
+__all__ = [
+    "BatchResult",
+    "Inbound",
+    "Outbound",
+    "ReadingPipeline",
+    "Rejected",
+    "Role",
+    "StateStore",
+]
 
 Role = Literal["predictions", "alerts", "dlq", "late"]
 
@@ -77,6 +93,18 @@ class Outbound:
     headers: list[tuple[str, bytes]] | None = None
 
 
+@dataclass(slots=True, frozen=True)
+class Rejected:
+    """One dead letter, as observers see it. `origin` is the index of the batch message it
+    came from (the dead letter has that message's key and partition); `index` its position in
+    a batch envelope (None: the whole message was rejected)."""
+
+    origin: int
+    error_class: str
+    reason: str
+    index: int | None = None
+
+
 class StateStore(Protocol):
     """Per-device state storage. `origin` is the index of the batch message that carried the
     device's readings, so a partitioned store can write to that message's partition."""
@@ -88,15 +116,22 @@ class StateStore(Protocol):
 
 @dataclass(slots=True)
 class BatchResult:
-    """What one batch produced, with counts for metrics.
+    """What one batch produced: the records to publish (`outbound`, for the publisher only)
+    and, for observers, the facts behind them and counts for metrics.
 
     `scored` and the `predictions` records hold the newly scored readings only, in message
     order (re-deliveries and dead-lettered readings are in neither); `readings` counts them.
-    `dead_letters` counts every dead letter, `ScoringError` ones included; `scoring_errors`
-    the devices whose scoring raised, `state_errors` the states that failed to load."""
+    `origins[i]` is the index of the batch message `scored[i]` came from. `alert_events` are
+    the alert records published (with the batch's `scored_at`), `alerts` counts them.
+    `rejections` are the dead letters, `ScoringError` ones included; `dead_letters` counts
+    them. `scoring_errors` counts the devices whose scoring raised, `state_errors` the states
+    that failed to load."""
 
     outbound: list[Outbound] = field(default_factory=list)
     scored: list[ScoredReading] = field(default_factory=list)
+    origins: list[int] = field(default_factory=list)
+    alert_events: list[AnomalyAlert] = field(default_factory=list)
+    rejections: list[Rejected] = field(default_factory=list)
     readings: int = 0
     dead_letters: int = 0
     late: int = 0
@@ -133,8 +168,8 @@ class ReadingPipeline:
         for index, message in enumerate(batch):
             parsed = parse_message(message.value, now, self.limits)
             parsed_messages.append(parsed)
-            result.outbound.extend(_dead_letter(message, r) for r in parsed.rejections)
-            result.dead_letters += len(parsed.rejections)
+            for rejection in parsed.rejections:
+                _reject(result, message, index, rejection)
             slots.append([None] * len(parsed.readings))
             for position, reading in enumerate(parsed.readings):
                 entry = by_device.get(reading.device_id)
@@ -154,11 +189,9 @@ class ReadingPipeline:
             if isinstance(scored, DeviceFailure):
                 state = self._quarantine(device_id, items)
                 result.scoring_errors += 1
-                result.dead_letters += len(items)
-                result.outbound.extend(
-                    _scoring_dead_letter(batch[index], parsed_messages[index], position, scored)
-                    for index, position, _ in items
-                )
+                for index, position, _ in items:
+                    rejection = _scoring_rejection(parsed_messages[index], position, scored)
+                    _reject(result, batch[index], index, rejection)
             else:
                 for (index, position, _), done in zip(items, scored, strict=True):
                     slots[index][position] = done
@@ -176,6 +209,7 @@ class ReadingPipeline:
                     result.redelivered += 1
                     continue
                 result.scored.append(outcome)
+                result.origins.append(index)
                 predictions.append(_prediction_wire(outcome, model_ids, scored_at))
                 _emit_alerts(result, outcome.alerts, scored_at)
                 if outcome.late:
@@ -297,29 +331,36 @@ def _dead_letter(message: Inbound, rejection: Rejection) -> Outbound:
     return Outbound("dlq", message.key, letter.original, letter.headers())
 
 
+def _reject(result: BatchResult, message: Inbound, origin: int, rejection: Rejection) -> None:
+    """Dead-letter `rejection` of batch message `origin`: the record and its facts together."""
+    result.outbound.append(_dead_letter(message, rejection))
+    result.rejections.append(
+        Rejected(origin, rejection.error_class, rejection.reason, rejection.index)
+    )
+    result.dead_letters += 1
+
+
 def _error_text(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"[:500]
 
 
-def _scoring_dead_letter(
-    message: Inbound, parsed: ParsedMessage, position: int, failure: DeviceFailure
-) -> Outbound:
-    """A `ScoringError` dead letter for one reading of a device whose scoring raised."""
+def _scoring_rejection(parsed: ParsedMessage, position: int, failure: DeviceFailure) -> Rejection:
+    """The `ScoringError` rejection of one reading of a device whose scoring raised."""
     reason = _error_text(failure.error)
     if not parsed.batched:
-        return _dead_letter(message, Rejection("ScoringError", reason))
+        return Rejection("ScoringError", reason)
     reading = parsed.readings[position]
     original = orjson.dumps(reading.to_wire())
-    return _dead_letter(
-        message, Rejection("ScoringError", reason, parsed.indices[position], original)
-    )
+    return Rejection("ScoringError", reason, parsed.indices[position], original)
 
 
 def _emit_alerts(result: BatchResult, alerts: list[AnomalyAlert], scored_at: float) -> None:
     for alert in alerts:
-        wire = alert.to_wire()
-        wire["scored_at"] = scored_at
-        result.outbound.append(Outbound("alerts", alert.device_id.encode(), orjson.dumps(wire)))
+        sent = replace(alert, scored_at=scored_at)  # the record observers get is the one sent
+        result.alert_events.append(sent)
+        result.outbound.append(
+            Outbound("alerts", sent.device_id.encode(), orjson.dumps(sent.to_wire()))
+        )
         result.alerts += 1
 
 

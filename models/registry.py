@@ -7,10 +7,11 @@ Layout (see docs/CONTRACTS.md):
     <root>/<model_id>/<version>/holdout.npz                                (optional: X, y)
     <root>/<model_id>/PROMOTED                                             (text: a version)
 
-Usually created once per process as `ModelRegistry()` (or `ModelRegistry(root)` in tests) and
-asked for `load(model_id)` / `handle(model_id)`. Every load verifies the artifact's sha256 and its
-input schema; ONNX sessions are built once per process and shared (`SessionCache`, keyed by the
-model's sha256 and thread count).
+Usually created once per process as `ModelRegistry(root, threads=...)` (the worker's composition
+root builds the one it serves from) and asked for `load(model_id)` / `handle(model_id)`; what to
+serve at start-up is `promoted_handle(model_id)`, or `load_promoted(root, threads)` for tools and
+benches. Every load verifies the artifact's sha256 and its input schema; ONNX sessions are built
+once per process and shared (`SessionCache`, keyed by the model's sha256 and thread count).
 """
 
 from __future__ import annotations
@@ -48,12 +49,14 @@ from models.manifest import (
 
 __all__ = [
     "DEFAULT_ROOT",
+    "FAILURE_MODEL_ID",
     "LoadedModel",
     "ModelHandle",
     "ModelMemory",
     "ModelRegistry",
     "SessionCache",
     "default_sessions",
+    "load_promoted",
     "score_output_name",
     "session_options",
     "sha256_bytes",
@@ -62,6 +65,7 @@ __all__ = [
 ]
 
 DEFAULT_ROOT = Path(__file__).resolve().parent / "artifacts"
+FAILURE_MODEL_ID = "failure-gbm"  # the offline failure model the Scorer serves
 PROMOTED = "PROMOTED"
 MANIFEST = "manifest.json"
 HOLDOUT = "holdout.npz"
@@ -451,6 +455,17 @@ class ModelRegistry:
     ) -> ModelHandle:
         return ModelHandle(self.load(model_id, version, expected_inputs=expected_inputs))
 
+    def promoted_handle(self, model_id: str = FAILURE_MODEL_ID) -> ModelHandle | None:
+        """A handle on `model_id`'s promoted version (loaded with this registry's `threads`),
+        or None when the model is not registered or has nothing promoted: a worker without
+        one scores failure risk with the online model only."""
+        try:
+            if self.promoted_version(model_id) is None:
+                return None
+            return self.handle(model_id)
+        except (UnknownModel, UnknownVersion):
+            return None
+
     # -- hot swap -----------------------------------------------------------------------------
 
     def announcement(self, model_id: str, version: str | None = None) -> ModelAnnouncement:
@@ -689,6 +704,19 @@ class ModelRegistry:
                 f"{manifest.ref}: decompressed model does not match content_sha256; refusing"
             )
         return content
+
+
+def load_promoted(
+    root: Path = DEFAULT_ROOT,
+    threads: int = 1,
+    *,
+    model_id: str = FAILURE_MODEL_ID,
+    sessions: SessionCache | None = None,
+) -> ModelHandle | None:
+    """The promoted `model_id` under `root` as a handle (None when there is none): the one
+    explicit way tools, benches and tests get the model a worker would serve at start-up
+    (`Scorer` itself never reads the disk)."""
+    return ModelRegistry(root, threads=threads, sessions=sessions).promoted_handle(model_id)
 
 
 def _check_graph_inputs(manifest: ModelManifest, session: Any) -> None:

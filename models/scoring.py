@@ -5,7 +5,7 @@ the online failure classifier); each device has a small `DeviceState` (windows, 
 baselines, threshold histogram, alert bookkeeping, a few label rows) that lives in the worker's
 table and round-trips through `to_bytes`/`from_bytes` exactly (future scores are identical).
 
-    scorer = Scorer()                        # loads the promoted failure model if registered
+    scorer = Scorer(failure_model=load_promoted(root, threads))  # or Scorer(): online model only
     state = scorer.new_state("dev-0001")
     scored = scorer.score(state, readings)   # readings of one device, in arrival order
     many = scorer.score_many([(state_a, batch_a), (state_b, batch_b)])  # one ONNX call
@@ -24,17 +24,22 @@ Failures stay with their device: `score_many` scores each device on its own, and
 whose scoring raises gets a `DeviceFailure` (an empty result holding the exception) while
 the others are scored and share the one failure-model call. Scores are always finite in
 [0, 1]: a non-finite one raises (`ScoringFault`) rather than be learned or published.
+
+The constructor does no I/O: the failure model is loaded by whoever builds the Scorer (the
+worker's composition root, from its one `ModelRegistry`) and passed in. Model latency leaves
+through the `on_model_call(ref, seconds)` hook: each failure-model call as that model's ref, and
+the rest of each `score_many` call (features + online detectors) as the anomaly model's.
 """
 
 from __future__ import annotations
 
 import math
 import struct
+import time
 from array import array
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -51,12 +56,15 @@ from models.detectors import (
 )
 from models.failure import FailureInputs, OnlineFailureModel, failure_inputs
 from models.features import DeviceFeatures, FeatureConfig, FeatureExtractor, FeatureRow
+from models.registry import FAILURE_MODEL_ID
 from topics.records import AlertDriver, AnomalyAlert, MaintenanceEvent, SensorReading
 
 __all__ = [
+    "FAILURE_MODEL_ID",
     "DeviceFailure",
     "DeviceState",
     "FailureModel",
+    "ModelCallHook",
     "ScoredReading",
     "Scorer",
     "ScorerConfig",
@@ -67,7 +75,6 @@ _MAGIC = b"EDS2"  # EDS2 adds the seq mark (header "s") and held jumps (features
 _MAGICS = (_MAGIC, b"EDS1")  # EDS1 states read with no seq mark and nothing held
 _HEAD = struct.Struct("<4sI")
 _DETECTOR_WIDTH = 10
-FAILURE_MODEL_ID = "failure-gbm"
 ANOMALY_MODEL_REF = "residual-ensemble@1"
 
 
@@ -78,6 +85,10 @@ class FailureModel(Protocol):
     def ref(self) -> str: ...
 
     def predict(self, features: np.ndarray) -> np.ndarray: ...
+
+
+# Called with (model ref "id@version", seconds) after each timed model call (worker metrics).
+ModelCallHook = Callable[[str, float], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,8 +134,8 @@ class ScoringFault(ValueError):
 class DeviceFailure(list[ScoredReading]):
     """`score_many`'s result for a device whose scoring raised: empty, with the `error`.
 
-    A list, so code that wraps or reads `score_many` results (e.g. the worker's timing
-    subclass) keeps its types; `ReadingPipeline` dead-letters the device's readings."""
+    A list, so code that reads `score_many` results keeps its types; `ReadingPipeline`
+    dead-letters the device's readings."""
 
     def __init__(self, error: Exception) -> None:
         super().__init__()
@@ -236,9 +247,10 @@ class DeviceState:
 class Scorer:
     """Scores readings per device; one per worker process. See the module docstring.
 
-    `failure_model`: an object with `predict((n, k) float32) -> (n,)` and `ref` (a registry
-    `ModelHandle`); by default the promoted `failure-gbm` from `ModelRegistry(registry_root)`
-    when one is registered, else none (failure risk then comes from the online model only).
+    `failure_model`: an object with `predict((n, k) float32) -> (n,)` and `ref`, usually the
+    registry `ModelHandle` of the promoted `failure-gbm` (`ModelRegistry.promoted_handle`,
+    `models.registry.load_promoted`); None scores failure risk with the online model only.
+    `on_model_call`: the timing hook (module docstring); None times nothing.
     """
 
     def __init__(
@@ -246,9 +258,8 @@ class Scorer:
         config: ScorerConfig | None = None,
         *,
         failure_model: FailureModel | None = None,
-        registry_root: Path | None = None,
-        load_registry: bool = True,
         keep_failure_rows: bool = False,
+        on_model_call: ModelCallHook | None = None,
     ) -> None:
         self.config = config or ScorerConfig()
         c = self.config
@@ -262,9 +273,8 @@ class Scorer:
             every=c.threshold_refresh,
         )
         self.alerts = c.alerts
-        if failure_model is None and load_registry:
-            failure_model = _load_promoted(registry_root)
         self.failure_model = failure_model
+        self.on_model_call = on_model_call
         names = _model_inputs(failure_model) or failure_inputs()
         self.failure_inputs = FailureInputs(names, c.features)
         self.online = OnlineFailureModel(self.failure_inputs.names)
@@ -328,6 +338,8 @@ class Scorer:
         A device whose scoring raises gets a `DeviceFailure` (its state is then part-updated:
         the caller replaces it) and the others are scored normally."""
         results: list[list[ScoredReading]] = []
+        on_call = self.on_model_call
+        start = time.perf_counter() if on_call is not None else 0.0
         fresh: list[ScoredReading] = []
         rows: list[list[float]] = []
         for state, readings in batch:
@@ -340,7 +352,9 @@ class Scorer:
                 results.append(DeviceFailure(exc))
                 continue
             results.append(out)
-        self._fill_failure(fresh, rows)
+        failure_s = self._fill_failure(fresh, rows)
+        if on_call is not None and batch:
+            on_call(self._anomaly_ref, max(time.perf_counter() - start - failure_s, 0.0))
         return results
 
     def _score_device(
@@ -473,14 +487,28 @@ class Scorer:
             for z, m, f, v in ranked[: self.config.drivers]
         )
 
-    def _fill_failure(self, out: list[ScoredReading], rows: list[list[float]]) -> None:
+    def _fill_failure(self, out: list[ScoredReading], rows: list[list[float]]) -> float:
+        """Set each reading's failure probability; returns the seconds the failure-model call
+        took when it was timed (`on_model_call`), else 0.0."""
         if not out:
-            return
+            return 0.0
         x = self.failure_inputs.matrix(rows)
         prob = np.zeros(len(out))
         offline_w = 0.0
-        if self.failure_model is not None:
-            prob = np.asarray(self.failure_model.predict(x), dtype=np.float64)
+        failure_s = 0.0
+        model = self.failure_model
+        if model is not None:
+            on_call = self.on_model_call
+            if on_call is None:
+                prob = np.asarray(model.predict(x), dtype=np.float64)
+            else:
+                ref = model.ref  # the version this call runs on (swaps happen between batches)
+                start = time.perf_counter()
+                try:
+                    prob = np.asarray(model.predict(x), dtype=np.float64)
+                finally:
+                    failure_s = time.perf_counter() - start
+                    on_call(ref, failure_s)
             offline_w = 1.0
         if self.online.ready:
             c = self.config
@@ -493,6 +521,7 @@ class Scorer:
         prob = np.clip(np.nan_to_num(prob, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
         for scored, p in zip(out, prob.tolist(), strict=True):
             scored.failure_prob = p
+        return failure_s
 
     # --- delayed labels ---------------------------------------------------------------------
     def _buffer_row(self, state: DeviceState, ts: float, row: list[float]) -> None:
@@ -536,18 +565,3 @@ def _model_inputs(model: FailureModel | None) -> tuple[str, ...] | None:
     manifest = getattr(current, "manifest", None) or getattr(model, "manifest", None)
     inputs = getattr(manifest, "inputs", None)
     return tuple(inputs) if inputs else None
-
-
-def _load_promoted(root: Path | None) -> FailureModel | None:
-    """The promoted failure model from the registry, or None when none is registered."""
-    from models.manifest import UnknownModel, UnknownVersion
-    from models.registry import ModelRegistry
-
-    registry = ModelRegistry(root) if root is not None else ModelRegistry()
-    try:
-        if registry.promoted_version(FAILURE_MODEL_ID) is None:
-            return None
-        handle: FailureModel = registry.handle(FAILURE_MODEL_ID)
-    except (UnknownModel, UnknownVersion):
-        return None
-    return handle

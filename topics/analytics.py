@@ -16,8 +16,10 @@ from dataclasses import dataclass
 
 import faust
 
-from app.settings import Settings
-from topics.catalog import SITE_PARTIALS
+from topics import catalog
+from topics.catalog import SITE_PARTIALS, TableSpec
+from topics.declare import declare_topic
+from topics.layout import TopicLayout
 
 __all__ = ["SITE_PARTIALS", "AnalyticsTables", "declare_analytics"]
 
@@ -33,43 +35,27 @@ class AnalyticsTables:
     site_partials_topic: faust.TopicT
 
 
-def _table(app: faust.App, settings: Settings, name: str, help: str) -> faust.types.TableT:
+def _table(app: faust.App, layout: TopicLayout, spec: TableSpec) -> faust.types.TableT:
     # Keys are bytes so the changelog (and Faust's table router, which hashes the changelog
     # topic's serialized key) sees exactly the bytes the producers keyed the input with: a
     # `str` key type would be JSON-quoted there and hash to another partition.
     return app.Table(
-        name,
+        spec.name,
         default=None,
         key_type=bytes,
         value_type=bytes,
         schema=faust.Schema(key_type=bytes, key_serializer="raw", value_serializer="raw"),
-        partitions=settings.topic_partitions,
-        help=help,
-        options=settings.table_options(),
+        partitions=layout.partitions,
+        help=spec.description,
+        options=dict(layout.table_options),
     )
 
 
-def declare_analytics(app: faust.App, settings: Settings) -> AnalyticsTables:
+def declare_analytics(app: faust.App, layout: TopicLayout) -> AnalyticsTables:
     return AnalyticsTables(
-        device_heads=_table(
-            app, settings, "analytics-device-heads", "Per device: panes kept, totals, labels."
-        ),
-        device_panes=_table(
-            app, settings, "analytics-device-panes", "Per device and pane: window aggregates."
-        ),
-        site_heads=_table(
-            app, settings, "analytics-site-heads", "Per site and the fleet: panes, totals."
-        ),
-        site_panes=_table(
-            app, settings, "analytics-site-panes", "Per site/fleet and pane: aggregates."
-        ),
-        site_partials_topic=app.topic(
-            settings.topic(SITE_PARTIALS.name),
-            key_serializer="raw",
-            value_serializer="raw",
-            partitions=settings.topic_partitions,
-            replicas=settings.topic_replication,
-            config=dict(SITE_PARTIALS.config),
-            internal=True,
-        ),
+        device_heads=_table(app, layout, catalog.ANALYTICS_DEVICE_HEADS),
+        device_panes=_table(app, layout, catalog.ANALYTICS_DEVICE_PANES),
+        site_heads=_table(app, layout, catalog.ANALYTICS_SITE_HEADS),
+        site_panes=_table(app, layout, catalog.ANALYTICS_SITE_PANES),
+        site_partials_topic=declare_topic(app, layout, SITE_PARTIALS),
     )

@@ -1,7 +1,8 @@
 """Every broker-backed name the platform uses, with partitions and configs, in one place.
 
 Faust-free: the CLI, the simulator and tests create and address topics from these specs;
-`topics.declare` turns them into Faust topic objects for the worker.
+`topics.declare` and `topics.analytics` turn them into Faust topics and tables for the worker.
+Topics: `ALL_TOPICS` (what `edgeml worker` pre-creates); tables: `ALL_TABLES`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,12 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "ALERTS",
+    "ALL_TABLES",
     "ALL_TOPICS",
+    "ANALYTICS_DEVICE_HEADS",
+    "ANALYTICS_DEVICE_PANES",
+    "ANALYTICS_SITE_HEADS",
+    "ANALYTICS_SITE_PANES",
     "DLQ",
     "GROUND_TRUTH",
     "LATE",
@@ -19,6 +25,8 @@ __all__ = [
     "PREDICTIONS",
     "READINGS",
     "SITE_PARTIALS",
+    "STATE_BY_DEVICE",
+    "TableSpec",
     "TopicSpec",
 ]
 
@@ -28,12 +36,27 @@ _MONTH_MS = str(30 * 24 * 3600 * 1000)
 
 @dataclass(frozen=True, slots=True)
 class TopicSpec:
-    """A topic's name and broker configs. `partitions=None` takes `Settings.topic_partitions`."""
+    """A topic's name and broker configs. `partitions=None` takes the deployment's default
+    (`TopicLayout.partitions`, from `Settings.topic_partitions`)."""
 
     name: str
     description: str
     partitions: int | None = None
     config: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TableSpec:
+    """A changelog-backed table's name. Unlike topics, table names take no prefix: Faust
+    already scopes a table's changelog topic by the app id, and renaming it would orphan a
+    deployment's stored state."""
+
+    name: str
+    description: str
+
+    def changelog_topic(self, app_id: str) -> str:
+        """The changelog topic Faust creates for this table in app `app_id` (Faust's naming)."""
+        return f"{app_id}-{self.name}-changelog"
 
 
 READINGS = TopicSpec(
@@ -96,4 +119,26 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     GROUND_TRUTH,
     MODEL_REGISTRY,
     SITE_PARTIALS,
+)
+
+
+STATE_BY_DEVICE = TableSpec(
+    "state-by-device",
+    "Per-device feature windows, detector and alert state (`DeviceState` bytes).",
+)
+ANALYTICS_DEVICE_HEADS = TableSpec(
+    "analytics-device-heads", "Per device: panes kept, totals, labels."
+)
+ANALYTICS_DEVICE_PANES = TableSpec(
+    "analytics-device-panes", "Per device and pane: window aggregates."
+)
+ANALYTICS_SITE_HEADS = TableSpec("analytics-site-heads", "Per site and the fleet: panes, totals.")
+ANALYTICS_SITE_PANES = TableSpec("analytics-site-panes", "Per site/fleet and pane: aggregates.")
+
+ALL_TABLES: tuple[TableSpec, ...] = (
+    STATE_BY_DEVICE,
+    ANALYTICS_DEVICE_HEADS,
+    ANALYTICS_DEVICE_PANES,
+    ANALYTICS_SITE_HEADS,
+    ANALYTICS_SITE_PANES,
 )

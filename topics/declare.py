@@ -1,4 +1,5 @@
-"""The worker's Faust topics and tables, declared from `topics.catalog` specs.
+"""The worker's Faust topics and tables, declared from `topics.catalog` specs and a
+`TopicLayout` (prefix, partitions, replication, store options; built by the app).
 
 All topics are declared `internal=True` so Faust creates them with the catalog's partitions and
 configs (creation is idempotent); values travel as raw bytes because validation must see the
@@ -11,11 +12,11 @@ from dataclasses import dataclass
 
 import faust
 
-from app.settings import Settings
 from topics import catalog
-from topics.catalog import TopicSpec
+from topics.catalog import TableSpec, TopicSpec
+from topics.layout import TopicLayout
 
-__all__ = ["Tables", "Topics", "declare_tables", "declare_topics"]
+__all__ = ["Tables", "Topics", "declare_tables", "declare_topic", "declare_topics"]
 
 
 @dataclass(frozen=True)
@@ -41,51 +42,45 @@ class Tables:
     state_by_device: faust.types.TableT
 
 
-def _topic(app: faust.App, settings: Settings, spec: TopicSpec) -> faust.TopicT:
+def declare_topic(app: faust.App, layout: TopicLayout, spec: TopicSpec) -> faust.TopicT:
+    """One catalog topic as a Faust topic of raw bytes, created with the catalog's configs."""
     return app.topic(
-        settings.topic(spec.name),
+        layout.topic_name(spec),
         key_serializer="raw",
         value_serializer="raw",
-        partitions=spec.partitions or settings.topic_partitions,
-        replicas=settings.topic_replication,
+        partitions=layout.partitions_of(spec),
+        replicas=layout.replication,
         config=dict(spec.config),
         internal=True,
     )
 
 
-def declare_topics(app: faust.App, settings: Settings) -> Topics:
+def declare_topics(app: faust.App, layout: TopicLayout) -> Topics:
     return Topics(
-        readings=_topic(app, settings, catalog.READINGS),
-        predictions=_topic(app, settings, catalog.PREDICTIONS),
-        alerts=_topic(app, settings, catalog.ALERTS),
-        dlq=_topic(app, settings, catalog.DLQ),
-        late=_topic(app, settings, catalog.LATE),
-        maintenance=_topic(app, settings, catalog.MAINTENANCE),
-        model_registry=_topic(app, settings, catalog.MODEL_REGISTRY),
+        readings=declare_topic(app, layout, catalog.READINGS),
+        predictions=declare_topic(app, layout, catalog.PREDICTIONS),
+        alerts=declare_topic(app, layout, catalog.ALERTS),
+        dlq=declare_topic(app, layout, catalog.DLQ),
+        late=declare_topic(app, layout, catalog.LATE),
+        maintenance=declare_topic(app, layout, catalog.MAINTENANCE),
+        model_registry=declare_topic(app, layout, catalog.MODEL_REGISTRY),
     )
 
 
-def _raw_table(app: faust.App, settings: Settings, name: str, help: str) -> faust.types.TableT:
+def _raw_table(app: faust.App, layout: TopicLayout, spec: TableSpec) -> faust.types.TableT:
     # Keys and values are our own bytes (device id as the input is keyed; `DeviceState.to_bytes`).
     # `bytes` types are what make Faust pick the raw codec for the store *and* the changelog
     # topic; with other types it falls back to JSON, which cannot carry these values.
     return app.Table(
-        name,
+        spec.name,
         default=None,
         key_type=bytes,
         value_type=bytes,
-        partitions=settings.topic_partitions,
-        help=help,
-        options=settings.table_options(),
+        partitions=layout.partitions,
+        help=spec.description,
+        options=dict(layout.table_options),
     )
 
 
-def declare_tables(app: faust.App, settings: Settings) -> Tables:
-    return Tables(
-        state_by_device=_raw_table(
-            app,
-            settings,
-            "state-by-device",
-            "Per-device feature windows, detector and alert state.",
-        ),
-    )
+def declare_tables(app: faust.App, layout: TopicLayout) -> Tables:
+    return Tables(state_by_device=_raw_table(app, layout, catalog.STATE_BY_DEVICE))

@@ -7,13 +7,15 @@ import json
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from app.settings import Settings
-from sim.evaluation import AlertRecord, PredictionRecord
-from sim.truth import GroundTruth
+
+if TYPE_CHECKING:  # the simulator is imported by the command, not by every `edgeml` process
+    from sim.evaluation import AlertRecord, PredictionRecord
+    from sim.truth import GroundTruth
 
 __all__ = ["add_to"]
 
@@ -58,6 +60,7 @@ def add_to(cli: typer.Typer) -> None:
         ),
     ) -> None:
         from sim.evaluation import evaluate as compute
+        from sim.truth import GroundTruth
 
         for name, value, high in (
             ("--timeout", timeout, 86_400.0),
@@ -98,6 +101,7 @@ async def _collect(
     from aiokafka.errors import KafkaError
 
     from app.kafka_admin import BrokerUnavailable
+    from sim.evaluation import AlertRecord, PredictionRecord
     from topics.catalog import ALERTS, DLQ, PREDICTIONS
 
     devices = set(truth.summary.readings_per_device)

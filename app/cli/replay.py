@@ -6,12 +6,15 @@ import asyncio
 import itertools
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from app.errors import EdgeMLError
 from app.settings import Settings
-from sim.replay import ReplayColumns, ReplayError, ReplayStats, read_rows, to_readings
+
+if TYPE_CHECKING:  # the simulator is imported by the command, not by every `edgeml` process
+    from sim.replay import ReplayColumns, ReplayStats
 
 __all__ = ["ReplayFailed", "add_to"]
 
@@ -69,6 +72,8 @@ def add_to(cli: typer.Typer) -> None:
             metrics = tuple(c.strip() for c in metric_columns.split(",") if c.strip())
             if not metrics:
                 raise typer.BadParameter("no column names", param_hint="--metric-columns")
+        from sim.replay import ReplayColumns
+
         columns = ReplayColumns(
             device=device,
             device_column=device_column,
@@ -93,6 +98,8 @@ def _validate(file: Path, fmt: str | None, columns: ReplayColumns) -> ReplayStat
     """Read the whole file once before connecting, so a bad line anywhere (binary content, a
     line that is not JSON) fails the command with nothing sent. The send pass reads it again
     rather than keeping the readings: memory stays flat on files of millions of rows."""
+    from sim.replay import ReplayError, ReplayStats, read_rows, to_readings
+
     stats = ReplayStats()
     try:
         for _ in to_readings(read_rows(file, fmt), columns, stats):
@@ -119,6 +126,7 @@ async def _run(
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from app.kafka_admin import BrokerUnavailable, ensure_topics
+    from sim.replay import ReplayError, ReplayStats, read_rows, to_readings
     from sim.sender import (
         SendStats,
         as_fast_as_possible,

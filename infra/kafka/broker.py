@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
-from app.errors import EdgeMLError
+from topics.errors import EdgeMLError
 
 __all__ = [
     "KAFKA_VERSION",

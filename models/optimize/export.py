@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from app.errors import EdgeMLError
+from topics.errors import EdgeMLError
 
 __all__ = [
     "DENORMAL_THRESHOLD",

@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from app.errors import EdgeMLError
 from models.optimize.export import scrub_onnx_denormals
+from topics.errors import EdgeMLError
 
 __all__ = [
     "ZSTD_LEVEL",

@@ -14,8 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agents.analytics import PaneTables, local_heads
-from app import observability
-from app.factory import create_app
+from app.factory import Worker, build_worker
 from app.metrics import iter_metric_names
 from app.settings import Settings
 from models.analytics import FLEET_KEY, KeyPartial, key_view
@@ -66,11 +65,16 @@ def expected_windows() -> dict[str, dict[int, tuple[int, float, float, float]]]:
 
 
 @pytest.fixture
-async def app(settings_factory: Callable[..., Settings]) -> AsyncIterator[faust.App]:
-    app = create_app(settings_factory(batch_within_s=0.01, batch_max=16))
-    app.finalize()
-    app.flow_control.resume()
-    yield app
+async def worker(settings_factory: Callable[..., Settings]) -> AsyncIterator[Worker]:
+    worker = build_worker(settings_factory(batch_within_s=0.01, batch_max=16))
+    worker.app.finalize()
+    worker.app.flow_control.resume()
+    yield worker
+
+
+@pytest.fixture
+def app(worker: Worker) -> faust.App:
+    return worker.app
 
 
 def stub_producer(app: faust.App) -> list[tuple[str, bytes, bytes]]:
@@ -104,22 +108,23 @@ async def score(app: faust.App) -> list[tuple[str, bytes, bytes]]:
 
 
 def partials_in(
-    app: faust.App, sent: list[tuple[str, bytes, bytes]]
+    worker: Worker, sent: list[tuple[str, bytes, bytes]]
 ) -> list[tuple[str, bytes, bytes]]:
-    partials = observability.of(app).tables.site_partials_topic.get_topic_name()
+    partials = worker.analytics_tables.site_partials_topic.get_topic_name()
     return [item for item in sent if item[0] == partials]
 
 
-def flush(app: faust.App) -> None:
+def flush(worker: Worker) -> None:
     """What Faust's next offset commit does to the write-back tables and site partials."""
-    observability.of(app).stores.flush()
+    worker.stores.flush()
 
 
-async def test_device_windows_equal_a_one_pass_computation(app: faust.App) -> None:
+async def test_device_windows_equal_a_one_pass_computation(app: faust.App, worker: Worker) -> None:
     await score(app)
-    parts = observability.of(app)
+    parts = worker
+    tables = parts.analytics_tables
     store = parts.stores.devices.store()
-    assert len(parts.stores.devices.heads) == 3 and not parts.tables.device_heads  # held back
+    assert len(parts.stores.devices.heads) == 3 and not tables.device_heads  # held back
     for device, windows in expected_windows().items():
         view = key_view(store, device, "tumbling", parts.windows)
         assert view is not None, device
@@ -135,17 +140,19 @@ async def test_device_windows_equal_a_one_pass_computation(app: faust.App) -> No
     assert heads["dev-a"].totals.dead_letters == 1  # the malformed message's key
     assert heads["dev-c"].totals.count == 42
     held = {d: key_view(store, d, "hopping", parts.windows) for d in DEVICES}
-    flush(app)
+    flush(worker)
     assert not parts.stores.devices.heads and not parts.stores.devices.panes
-    written = PaneTables.over(parts.tables.device_heads, parts.tables.device_panes).store()
+    written = PaneTables.over(tables.device_heads, tables.device_panes).store()
     assert {d: key_view(written, d, "hopping", parts.windows) for d in DEVICES} == held
 
 
-async def test_site_partials_fold_into_site_and_fleet_tables(app: faust.App) -> None:
+async def test_site_partials_fold_into_site_and_fleet_tables(
+    app: faust.App, worker: Worker
+) -> None:
     recorded = await score(app)
-    assert partials_in(app, recorded) == [], "partials are sent by the commit, not per batch"
-    flush(app)
-    sent = partials_in(app, recorded)
+    assert partials_in(worker, recorded) == [], "partials are sent by the commit, not per batch"
+    flush(worker)
+    sent = partials_in(worker, recorded)
     # test_context puts every event on partition 0: one partial per key for the whole run
     assert sorted(key for _, key, _ in sent) == [FLEET_KEY.encode(), b"plant-a", b"plant-b"]
     for _, key, value in sent:
@@ -154,9 +161,11 @@ async def test_site_partials_fold_into_site_and_fleet_tables(app: faust.App) -> 
     async with app.agents["aggregate_sites"].test_context() as agent:
         for _, key, value in sent:
             await agent.put(value, key=key)
-    parts = observability.of(app)
-    flush(app)
-    store = PaneTables.over(parts.tables.site_heads, parts.tables.site_panes).store()
+    parts = worker
+    flush(worker)
+    store = PaneTables.over(
+        parts.analytics_tables.site_heads, parts.analytics_tables.site_panes
+    ).store()
     fleet = key_view(store, FLEET_KEY, "tumbling", parts.windows)
     plant_a = key_view(store, "plant-a", "hopping", parts.windows)
     assert fleet is not None and plant_a is not None
@@ -174,13 +183,13 @@ async def test_site_partials_fold_into_site_and_fleet_tables(app: faust.App) -> 
     assert max(w["count"] for w in plant_a["windows"]) <= 80
 
 
-async def test_metrics_count_the_batches(app: faust.App) -> None:
-    progress = observability.of(app).progress
+async def test_metrics_count_the_batches(app: faust.App, worker: Worker) -> None:
+    progress = worker.progress
     began: list[float] = []
     progress._clock = lambda: began.append(1.0) or 1.0  # type: ignore[method-assign]
     await score(app)
     assert began and progress.started is None  # every batch began and ended
-    metrics = observability.of(app).metrics
+    metrics = worker.metrics
     text = metrics.render().decode()
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
@@ -199,8 +208,8 @@ async def test_metrics_count_the_batches(app: faust.App) -> None:
     assert samples[("edgeml_observer_errors_total", (("observer", "analytics"),))] == 0
 
 
-async def test_quiet_devices_are_swept(app: faust.App) -> None:
-    parts = observability.of(app)
+async def test_quiet_devices_are_swept(app: faust.App, worker: Worker) -> None:
+    parts = worker
     parts.analytics.sweep_every_s = 0.0  # sweep after every batch
     windows = parts.windows
     late_ts = T0 + windows.retention_s + 600
@@ -214,30 +223,32 @@ async def test_quiet_devices_are_swept(app: faust.App) -> None:
             await agent.put(orjson.dumps(body), key=b"dev-b")
     # test_context puts every event on partition 0: dev-a and dev-c share dev-b's partition,
     # whose watermark moved more than the retention past their last readings
-    flush(app)
-    heads = dict(local_heads(PaneTables.over(parts.tables.device_heads,
-                                             parts.tables.device_panes).heads, {0}))  # fmt: skip
+    flush(worker)
+    tables = parts.analytics_tables
+    heads = dict(local_heads(PaneTables.over(tables.device_heads, tables.device_panes).heads, {0}))
     assert set(heads) == {"dev-b"}
     assert heads["dev-b"].watermark == late_ts + 2
-    panes = [bytes(k).decode() for k in parts.tables.device_panes]
+    panes = [bytes(k).decode() for k in parts.analytics_tables.device_panes]
     assert all(k.startswith("dev-b@") for k in panes)  # the quiet devices left nothing
 
 
-async def test_a_partial_delivered_twice_is_counted_once(app: faust.App) -> None:
+async def test_a_partial_delivered_twice_is_counted_once(app: faust.App, worker: Worker) -> None:
     """After a crash of the aggregating worker between its site-table flush and its offset
     commit, `aggregate_sites` sees the same partials again: each counts once."""
     recorded = await score(app)
-    flush(app)
-    sent = partials_in(app, recorded)
-    parts = observability.of(app)
+    flush(worker)
+    sent = partials_in(worker, recorded)
+    parts = worker
     async with app.agents["aggregate_sites"].test_context() as agent:
         for _, key, value in sent:
             await agent.put(value, key=key)
-        flush(app)  # the site tables as the crashed worker left them
+        flush(worker)  # the site tables as the crashed worker left them
         for _, key, value in sent:  # re-delivered from the last committed offset
             await agent.put(value, key=key)
-    flush(app)
-    store = PaneTables.over(parts.tables.site_heads, parts.tables.site_panes).store()
+    flush(worker)
+    store = PaneTables.over(
+        parts.analytics_tables.site_heads, parts.analytics_tables.site_panes
+    ).store()
     fleet = key_view(store, FLEET_KEY, "tumbling", parts.windows)
     assert fleet is not None and fleet["totals"]["count"] == 3 * 40 + 2
     assert fleet["totals"]["dead_letters"] == 1

@@ -7,12 +7,10 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import faust
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from app import observability
-from app.factory import create_app
+from app.factory import Worker, build_worker
 from app.lifecycle import life_of
 from app.settings import Settings
 
@@ -20,13 +18,14 @@ from app.settings import Settings
 @pytest.fixture
 async def served(
     settings_factory: Callable[..., Settings],
-) -> AsyncIterator[tuple[faust.App, TestClient[Any, Any]]]:
-    app = create_app(settings_factory())
+) -> AsyncIterator[tuple[Worker, TestClient[Any, Any]]]:
+    worker = build_worker(settings_factory())
+    app = worker.app
     app.finalize()
     app.web.init_server()
     client: TestClient[Any, Any] = TestClient(TestServer(app.web.web_app))  # type: ignore[attr-defined]
     await client.start_server()
-    yield app, client
+    yield worker, client
     await client.close()
 
 
@@ -36,11 +35,13 @@ async def _get(client: TestClient[Any, Any], path: str) -> tuple[int, Any]:
 
 
 async def test_a_crashed_agent_fails_liveness_and_readiness(
-    served: tuple[faust.App, TestClient[Any, Any]],
+    served: tuple[Worker, TestClient[Any, Any]],
 ) -> None:
-    app, client = served
+    worker, client = served
     assert await _get(client, "/health?probe=live") == (200, {"live": True})
-    life_of(app).record_crash("score_readings", ValueError("cannot convert float NaN to integer"))
+    life_of(worker.app).record_crash(
+        "score_readings", ValueError("cannot convert float NaN to integer")
+    )
     why = "agent score_readings crashed: ValueError('cannot convert float NaN to integer')"
     status, body = await _get(client, "/health?probe=live")
     assert (status, body["live"], body["reason"]) == (503, False, why)
@@ -54,10 +55,10 @@ async def test_a_crashed_agent_fails_liveness_and_readiness(
 
 
 async def test_waiting_on_an_unreachable_broker_is_alive_but_not_ready(
-    served: tuple[faust.App, TestClient[Any, Any]],
+    served: tuple[Worker, TestClient[Any, Any]],
 ) -> None:
-    app, client = served  # nothing serves this test's bootstrap address
-    progress = observability.of(app).progress
+    worker, client = served  # nothing serves this test's bootstrap address
+    progress = worker.progress
     progress.started = time.monotonic() - 600.0  # far past EDGEML_STALL_AFTER_S (120 s)
     status, body = await _get(client, "/health?probe=live")
     assert status == 200 and body["live"] is True

@@ -20,8 +20,7 @@ from faust.types import TP
 from prometheus_client.parser import text_string_to_metric_families
 
 from agents.analytics import PaneTables
-from app import observability
-from app.factory import create_app
+from app.factory import Worker, build_worker
 from app.settings import Settings
 from models.analytics import FLEET_KEY, key_view
 
@@ -52,8 +51,9 @@ def _own_everything(app: faust.App, owner: str | None = None, skip: int | None =
     }
 
 
-async def _fill(app: faust.App) -> None:
+async def _fill(worker: Worker) -> None:
     """Score the messages with each on its key's partition, then fold the site partials."""
+    app = worker.app
     sent: list[tuple[str, bytes, bytes]] = []
 
     async def send(topic: str, key: bytes, value: bytes, *args: Any) -> asyncio.Future[None]:
@@ -71,32 +71,33 @@ async def _fill(app: faust.App) -> None:
     async with app.agents["score_readings"].test_context() as agent:
         for key, value in _messages():
             await agent.put(value, key=key, partition=_partition(key))
-    observability.of(app).stores.partials.flush()  # site partials go out with a commit
-    partials = observability.of(app).tables.site_partials_topic.get_topic_name()
+    worker.stores.partials.flush()  # site partials go out with a commit
+    partials = worker.analytics_tables.site_partials_topic.get_topic_name()
     async with app.agents["aggregate_sites"].test_context() as agent:
         for topic, key, value in sent:
             if topic == partials:
                 await agent.put(value, key=key, partition=_partition(key))
 
 
-async def _client(settings: Settings) -> tuple[faust.App, TestClient[Any, Any]]:
-    app = create_app(settings)
+async def _client(settings: Settings) -> tuple[Worker, TestClient[Any, Any]]:
+    worker = build_worker(settings)
+    app = worker.app
     app.finalize()
     app.flow_control.resume()
-    await _fill(app)
+    await _fill(worker)
     _own_everything(app)
     app.web.init_server()
     client: TestClient[Any, Any] = TestClient(TestServer(app.web.web_app))  # type: ignore[attr-defined]
     await client.start_server()
-    return app, client
+    return worker, client
 
 
 @pytest.fixture
 async def served(
     settings_factory: Callable[..., Settings],
-) -> AsyncIterator[tuple[faust.App, TestClient[Any, Any]]]:
-    app, client = await _client(settings_factory(batch_within_s=0.01, batch_max=8))
-    yield app, client
+) -> AsyncIterator[tuple[Worker, TestClient[Any, Any]]]:
+    worker, client = await _client(settings_factory(batch_within_s=0.01, batch_max=8))
+    yield worker, client
     await client.close()
 
 
@@ -106,16 +107,16 @@ async def _json(client: TestClient[Any, Any], path: str, status: int = 200, **kw
     return await response.json()
 
 
-async def test_device_views_serve_the_tables(served: tuple[faust.App, TestClient]) -> None:
-    app, client = served
-    parts = observability.of(app)
+async def test_device_views_serve_the_tables(served: tuple[Worker, TestClient]) -> None:
+    parts, client = served
     bodies = {
         (device, kind): await _json(client, f"/analytics/devices/{device}?window={kind}")
         for device in DEVICES
         for kind in ("tumbling", "hopping")
     }  # served while the writes are still held back (no commit in a test context)
     parts.stores.flush()
-    store = PaneTables.over(parts.tables.device_heads, parts.tables.device_panes).store()
+    store = PaneTables.over(parts.analytics_tables.device_heads,
+                            parts.analytics_tables.device_panes).store()  # fmt: skip
     for device in DEVICES:
         for kind in ("tumbling", "hopping"):
             body = bodies[device, kind]
@@ -131,10 +132,10 @@ async def test_device_views_serve_the_tables(served: tuple[faust.App, TestClient
     plant_a = await _json(client, "/analytics/devices?site=plant-a")
     assert [d["device_id"] for d in plant_a["devices"]] == ["dev-a", "dev-b"]
     response = await client.get("/analytics/devices/dev-a")
-    assert response.headers["X-Edgeml-Worker"] == str(app.conf.canonical_url).rstrip("/")
+    assert response.headers["X-Edgeml-Worker"] == str(parts.app.conf.canonical_url).rstrip("/")
 
 
-async def test_fleet_and_sites(served: tuple[faust.App, TestClient]) -> None:
+async def test_fleet_and_sites(served: tuple[Worker, TestClient]) -> None:
     _, client = served
     fleet = await _json(client, "/analytics/fleet")
     assert fleet["totals"]["count"] == 120
@@ -158,7 +159,7 @@ async def test_fleet_and_sites(served: tuple[faust.App, TestClient]) -> None:
     ],
 )
 async def test_bad_requests_say_what_is_wrong(
-    served: tuple[faust.App, TestClient], path: str, status: int, message: str
+    served: tuple[Worker, TestClient], path: str, status: int, message: str
 ) -> None:
     _, client = served
     body = await _json(client, path, status)
@@ -166,10 +167,10 @@ async def test_bad_requests_say_what_is_wrong(
 
 
 async def test_a_listing_is_refused_rather_than_partial(
-    served: tuple[faust.App, TestClient],
+    served: tuple[Worker, TestClient],
 ) -> None:
-    app, client = served
-    _own_everything(app, skip=2)  # partition 2 has no owner: a rebalance is in progress
+    worker, client = served
+    _own_everything(worker.app, skip=2)  # partition 2 has no owner: a rebalance is in progress
     response = await client.get("/analytics/devices")
     assert response.status == 503
     assert "no owner yet for partition(s) [2]" in await response.text()
@@ -179,15 +180,15 @@ async def test_a_listing_is_refused_rather_than_partial(
 
 
 async def test_a_key_owned_elsewhere_is_not_answered_here(
-    served: tuple[faust.App, TestClient],
+    served: tuple[Worker, TestClient],
 ) -> None:
-    app, client = served
-    _own_everything(app, owner="http://127.0.0.1:9")  # another worker, unreachable
+    worker, client = served
+    _own_everything(worker.app, owner="http://127.0.0.1:9")  # another worker, unreachable
     response = await client.get("/analytics/devices/dev-a")
     assert response.status != 200  # forwarded (and failed), never answered from local state
 
 
-async def test_health_models_and_metrics(served: tuple[faust.App, TestClient]) -> None:
+async def test_health_models_and_metrics(served: tuple[Worker, TestClient]) -> None:
     _, client = served
     assert await _json(client, "/health?probe=live") == {"live": True}
     assert (await _json(client, "/health", 503))["batch_in_progress_s"] == 0.0
@@ -208,13 +209,13 @@ async def test_health_models_and_metrics(served: tuple[faust.App, TestClient]) -
     } <= families
 
 
-async def test_faust_pages_stats_on_tables_off(served: tuple[faust.App, TestClient]) -> None:
+async def test_faust_pages_stats_on_tables_off(served: tuple[Worker, TestClient]) -> None:
     _, client = served
     assert (await client.get("/")).status == 200  # Faust's stats page
     assert (await client.get("/table/")).status == 404
 
 
-async def test_dashboard_and_its_files(served: tuple[faust.App, TestClient]) -> None:
+async def test_dashboard_and_its_files(served: tuple[Worker, TestClient]) -> None:
     _, client = served
     page = await client.get("/dashboard")
     assert page.status == 200 and 'src="/static/dashboard.js"' in await page.text()
@@ -234,10 +235,10 @@ async def _next_event(response: Any) -> dict[str, Any]:
 
 
 async def test_alert_stream_sends_backlog_then_live_alerts(
-    served: tuple[faust.App, TestClient],
+    served: tuple[Worker, TestClient],
 ) -> None:
-    app, client = served
-    feed = observability.of(app).feed
+    worker, client = served
+    feed = worker.feed
     feed.publish({"alert_id": "a1", "device_id": "dev-a", "severity": "critical", "state": "open"})
     response = await client.get("/alerts/stream?severity=warning")
     assert response.headers["Content-Type"] == "text/event-stream"
@@ -255,9 +256,9 @@ async def test_alert_stream_sends_backlog_then_live_alerts(
 
 
 async def test_a_batch_stuck_past_the_limit_fails_the_liveness_probe(
-    served: tuple[faust.App, TestClient], monkeypatch: pytest.MonkeyPatch
+    served: tuple[Worker, TestClient], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    app, client = served
+    worker, client = served
 
     async def broker_answers(self: Any) -> dict[str, Any]:
         return {"reachable": True, "brokers": 1}
@@ -265,7 +266,7 @@ async def test_a_batch_stuck_past_the_limit_fails_the_liveness_probe(
     # Stuck means stuck while the broker answers: waiting on a broker that is down is not
     # (tests/agents/test_health_probes.py), and nothing serves this test's bootstrap address.
     monkeypatch.setattr("app.web.status.BrokerProbe.check", broker_answers)
-    progress = observability.of(app).progress
+    progress = worker.progress
     progress.started = time.monotonic() - 121.0  # EDGEML_STALL_AFTER_S is 120 by default
     stuck = await _json(client, "/health?probe=live", 503)
     assert stuck["live"] is False and stuck["batch_in_progress_s"] >= 121.0

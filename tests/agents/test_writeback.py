@@ -17,8 +17,7 @@ import pytest
 from faust.types import Message
 
 from agents.writeback import CommitFlusher, KillAfterFlush, WriteBackTable, in_partition_of
-from app import observability
-from app.factory import create_app
+from app.factory import build_worker, create_app
 from app.settings import Settings
 from models.scoring import DeviceState
 
@@ -221,7 +220,8 @@ async def test_a_commit_during_publish_flushes_nothing_of_that_batch(
     settings_factory: Callable[..., Settings],
 ) -> None:
     """The real `score_readings`: Faust's commit runs while the agent awaits its outputs."""
-    app = create_app(settings_factory(batch_within_s=0.01, batch_max=4))
+    parts = build_worker(settings_factory(batch_within_s=0.01, batch_max=4))
+    app = parts.app
     app.finalize()
     app.flow_control.resume()
     sent: list[str] = []  # topics of the changelog messages and site partials sent
@@ -235,7 +235,6 @@ async def test_a_commit_during_publish_flushes_nothing_of_that_batch(
 
     app.producer.send = send  # type: ignore[method-assign,assignment]
     reading = {"device_id": "dev-a", "ts": 1_767_225_600.0, "seq": 1, "metrics": {"t": 1.0}}
-    parts = observability.of(app)
     async with app.agents["score_readings"].test_context() as agent:
         put = asyncio.ensure_future(agent.put(orjson.dumps(reading), key=b"dev-a"))
         await asyncio.wait_for(publishing.wait(), 10)

@@ -1,4 +1,8 @@
-"""The hello agent in a real worker (`python -m app worker`) against the real broker."""
+"""The test-only hello agent in a real platform worker against the real broker.
+
+The worker is `tests/agents/hello_agent.py`: the production app (`create_app`) plus the agent,
+which the production worker itself no longer registers.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from app.settings import Settings
+from tests.agents import hello_agent
 
 pytestmark = pytest.mark.integration
 
@@ -24,10 +29,10 @@ async def test_a_greeting_comes_back_upper_cased(
 ) -> None:
     settings = settings_factory()
     # Declared up front, as deployments do: a worker does not create its agents' source topics.
-    greetings = topic_factory("hello-in", partitions=settings.topic_partitions)
-    replies = topic_factory("hello-out", partitions=settings.topic_partitions)
+    greetings = topic_factory(hello_agent.GREETINGS, partitions=settings.topic_partitions)
+    replies = topic_factory(hello_agent.REPLIES, partitions=settings.topic_partitions)
     assert (greetings, replies) == (settings.topic("hello-in"), settings.topic("hello-out"))
-    worker_factory(settings)
+    worker_factory(settings, script=Path(hello_agent.__file__))
 
     consumer = AIOKafkaConsumer(replies, **settings.consumer_config(group_id))
     producer = AIOKafkaProducer(**settings.producer_config())

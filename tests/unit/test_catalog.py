@@ -16,7 +16,6 @@ def test_every_agent_input_is_in_the_catalog(settings_factory: Callable[..., Set
     inputs = {
         agent.channel.get_topic_name()  # type: ignore[attr-defined]
         for agent in app.agents.values()
-        if agent.name != "say_hello"  # the demo agent, leaving the worker (issue #10)
     }
     assert settings.topic("analytics-site-partials") in inputs
     assert inputs <= catalog, f"consumed but never pre-created: {sorted(inputs - catalog)}"

@@ -117,7 +117,7 @@ def exported_names() -> set[str]:
     """The sample names a worker's /metrics exports after scoring one batch."""
     metrics = Metrics("test")
     guarded(lambda *args: None, "analytics", metrics)  # as create_app wraps its observer
-    pipeline = ReadingPipeline(Scorer(load_registry=False))
+    pipeline = ReadingPipeline(Scorer())
     now = time.time()
     batch = [
         Inbound(b"d1", orjson.dumps({"device_id": "d1", "ts": now - 5, "seq": 1,

@@ -24,12 +24,11 @@ from models.analytics import (
     key_view,
     pane_key,
     parse_pane_key,
-    reading_origins,
     roll_up,
     roll_up_by_source,
     sweep_idle,
 )
-from models.pipeline import BatchResult, Inbound, Outbound, ReadingPipeline
+from models.pipeline import BatchResult, Inbound, ReadingPipeline, Rejected
 from models.scoring import ScoredReading, Scorer
 from topics.records import AnomalyAlert, SensorReading
 
@@ -457,28 +456,28 @@ def test_a_partial_applied_twice_counts_once_per_source() -> None:
 
 def test_dead_letters_go_to_their_partition_event_time() -> None:
     windows = AnalyticsWindows()
-    headers = [("edgeml.origin.partition", b"2"), ("edgeml.error.class", b"InvalidJson")]
-    outbound = [
-        Outbound("dlq", b"dev-1", b"{", headers),
-        Outbound("dlq", b"dev-1", b"{", headers),
-        Outbound("dlq", None, b"{", [("edgeml.origin.partition", b"5")]),  # no origin known
-        Outbound("predictions", b"dev-1", b"{}"),
+    keys = [b"dev-0", b"dev-1", b"dev-1", None, b"dev-1", b"dev-1"]
+    partitions = [0, 2, 2, 5, 2, 2]
+    rejections = [
+        Rejected(4, "InvalidJson", "bad"),
+        Rejected(5, "MissingField", "bad", 0),
+        Rejected(3, "InvalidJson", "bad"),  # partition 5: no event time known
     ]
-    partials = fold_dead_letters(outbound, {2: 4}, {2: T0 + 61.0}, windows)
+    partials = fold_dead_letters(rejections, keys, partitions, {2: T0 + 61.0}, windows)
     assert list(partials) == ["dev-1"]
     assert partials["dev-1"].origin == 4
     assert partials["dev-1"].panes[T0 + 60].dead_letters == 2
 
 
-# --- origins: the pipeline's output order --------------------------------------------------------
+# --- origins: the facts the pipeline hands over ------------------------------------------------
 
 
 def _reading(device: str, ts: float, seq: int) -> dict[str, Any]:
     return {"device_id": device, "ts": ts, "seq": seq, "metrics": {"t": 20.0 + seq % 3}}
 
 
-def test_reading_origins_follow_the_real_pipeline() -> None:
-    pipeline = ReadingPipeline(Scorer(load_registry=False), clock=lambda: T0 + 100.0)
+def test_batch_origins_follow_the_real_pipeline() -> None:
+    pipeline = ReadingPipeline(Scorer(), clock=lambda: T0 + 100.0)
 
     class Store:
         def __init__(self) -> None:
@@ -505,18 +504,28 @@ def test_reading_origins_follow_the_real_pipeline() -> None:
     ]
     store = Store()
     result: BatchResult = pipeline.process(batch, store)
-    origins = reading_origins(result, [m.key for m in batch])
+    origins = result.origins
     assert len(origins) == len(result.scored) == 7
     assert result.dead_letters == 2
     for outcome, origin in zip(result.scored, origins, strict=True):
         device = outcome.reading.device_id
         assert batch[origin].partition == batch[store.saved[device]].partition, device
+    windows = AnalyticsWindows()
+    devices = fold_batch(result.scored, origins, windows)
+    assert {d: batch[p.origin].partition for d, p in devices.items()} == {
+        "dev-a": 0, "dev-b": 1, "dev-c": 1, "dev-d": 2
+    }  # fmt: skip
+    keys, partitions = [m.key for m in batch], [m.partition for m in batch]
+    dead = fold_dead_letters(result.rejections, keys, partitions, {0: T0, 1: T0}, windows)
+    assert {k: (p.origin, p.panes[T0].dead_letters) for k, p in dead.items()} == {
+        "dev-a": (2, 1), "gw-1": (4, 1)
+    }  # fmt: skip
 
 
-def test_reading_origins_refuse_a_changed_output_order() -> None:
-    result = BatchResult(scored=[scored("a", T0, {"t": 1.0})])
-    with pytest.raises(ValueError, match="output order changed"):
-        reading_origins(result, [b"a"])
+def test_fold_batch_refuses_origins_that_do_not_match_the_readings() -> None:
+    result = BatchResult(scored=[scored("a", T0, {"t": 1.0})])  # no origin for its reading
+    with pytest.raises(ValueError, match="shorter"):
+        fold_batch(result.scored, result.origins, AnalyticsWindows())
 
 
 def test_key_view_lists_newest_windows_and_refuses_bad_kinds() -> None:

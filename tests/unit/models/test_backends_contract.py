@@ -21,7 +21,7 @@ from models.detectors import SharedHalfSpaceTrees
 from models.failure import OnlineFailureModel, failure_inputs
 from models.optimize.export import export_sklearn
 from models.registry import ModelRegistry, SessionCache
-from models.training.train_failure import _skl2onnx_bool_fix
+from training.train_failure import _skl2onnx_bool_fix
 
 NAMES = failure_inputs()
 K = len(NAMES)

@@ -12,10 +12,10 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from models.failure import FailureInputs, OnlineFailureModel, failure_inputs
 from models.features import FeatureConfig, FeatureRow
 from models.optimize.export import check_parity, export_sklearn
-from models.registry import ModelRegistry, SessionCache
+from models.registry import ModelRegistry, SessionCache, load_promoted
 from models.scoring import FAILURE_MODEL_ID, Scorer
-from models.training.train_failure import _skl2onnx_bool_fix
 from sim.generator import SimConfig, simulate
+from training.train_failure import _skl2onnx_bool_fix
 
 NAMES = failure_inputs()
 
@@ -93,7 +93,7 @@ def test_scorer_serves_the_registered_model(tmp_path: Path, onnx_bytes: bytes):
         metrics={"roc_auc": 1.0, "horizon_s": 300.0},
         promote=True,
     )
-    scorer = Scorer(registry_root=tmp_path)
+    scorer = Scorer(failure_model=load_promoted(tmp_path))
     assert scorer.model_ids["failure"] == f"{FAILURE_MODEL_ID}@1"
     sim = simulate(SimConfig(devices=2, count=300, seed=4))
     states = {d.device_id: scorer.new_state(d.device_id) for d in sim.devices}

@@ -28,7 +28,7 @@ class MemoryStore:
 
 @pytest.fixture(scope="module")
 def scorer() -> Scorer:
-    return Scorer(load_registry=False)
+    return Scorer()
 
 
 def _reading(device: str, seq: int, ts: float, value: float = 20.0) -> dict[str, object]:
@@ -82,7 +82,7 @@ def test_state_carries_across_batches_as_in_one_batch(scorer: Scorer) -> None:
     messages = [_message(r.to_wire(), i) for i, r in enumerate(sim.readings())]
     scores = []
     for size in (1, 7, len(messages)):
-        pipeline = ReadingPipeline(Scorer(load_registry=False), clock=lambda: NOW)
+        pipeline = ReadingPipeline(Scorer(), clock=lambda: NOW)
         store = MemoryStore()
         outcomes = []
         for start in range(0, len(messages), size):

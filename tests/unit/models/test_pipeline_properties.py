@@ -166,7 +166,7 @@ def _numbered(values: list[bytes], keys_: list[bytes], first: int) -> list[Inbou
     and ends with arbitrary bytes."""
     return [
         Inbound(b"%d|" % (first + i) + key, value, "sensor-readings", 0, first + i)
-        for i, (key, value) in enumerate(zip(values, keys_, strict=False))
+        for i, (value, key) in enumerate(zip(values, keys_, strict=False))
     ]
 
 
@@ -188,8 +188,8 @@ def test_every_message_is_answered_and_every_output_is_valid(
 ) -> None:
     # wide: validation lets values up to 1e100 through, so the models' own bounds are tested
     limits = ValidationLimits(max_abs_value=1e100) if wide else ValidationLimits()
-    pipeline = ReadingPipeline(Scorer(load_registry=False), limits, clock=lambda: NOW)
-    reference = ReadingPipeline(Scorer(load_registry=False), limits, clock=lambda: NOW)
+    pipeline = ReadingPipeline(Scorer(), limits, clock=lambda: NOW)
+    reference = ReadingPipeline(Scorer(), limits, clock=lambda: NOW)
     store, objects = BytesStore(), ObjectStore()
     warm = _warm_up()
     pipeline.process(warm, store)
@@ -214,7 +214,7 @@ def test_every_message_is_answered_and_every_output_is_valid(
 def test_any_numbers_on_a_warm_device_give_finite_scores(values: list[Any], gap: float) -> None:
     """The models' bounds alone (validation at its widest): scores stay in [0, 1]."""
     limits = ValidationLimits(max_abs_value=1e100)
-    pipeline = ReadingPipeline(Scorer(load_registry=False), limits, clock=lambda: NOW)
+    pipeline = ReadingPipeline(Scorer(), limits, clock=lambda: NOW)
     store = BytesStore()
     pipeline.process(_warm_up(), store)
     start = NOW - 9_000 + gap

@@ -64,7 +64,7 @@ def _error_classes(result: BatchResult) -> list[str]:
 
 
 def _pipeline(limits: ValidationLimits | None = None) -> ReadingPipeline:
-    return ReadingPipeline(Scorer(load_registry=False), limits, clock=lambda: NOW)
+    return ReadingPipeline(Scorer(), limits, clock=lambda: NOW)
 
 
 def _warm(pipeline: ReadingPipeline, store: MemoryStore, device: str, n: int = 400) -> None:
@@ -95,7 +95,7 @@ def test_huge_values_go_to_the_dlq_and_normal_readings_keep_being_scored() -> No
 @pytest.mark.parametrize("value", [1e308, -1e308, 1e200, 1.3e154, 1e100])
 def test_the_models_stay_finite_whatever_value_gets_past_validation(value: float) -> None:
     """Validation is the first bound; the Scorer on its own clamps (defence in depth)."""
-    scorer = Scorer(load_registry=False)
+    scorer = Scorer()
     state = scorer.new_state("a")
     start = NOW - 5000
     scorer.score(state, [SensorReading("a", start + i, i, {"t": 20.0 + i % 3}) for i in range(300)])
@@ -274,7 +274,7 @@ def test_a_counter_restart_with_newer_event_time_is_scored() -> None:
 
 
 def test_states_of_the_previous_format_still_load() -> None:
-    scorer = Scorer(load_registry=False)
+    scorer = Scorer()
     state = scorer.new_state("a")
     scorer.score(
         state, [SensorReading("a", NOW - 100 + i, i, {"t": 1.0 + i % 2}) for i in range(90)]

@@ -25,7 +25,7 @@ def readings(sim: Simulation) -> list[SensorReading]:
 
 
 def _scorer() -> Scorer:
-    return Scorer(load_registry=False)
+    return Scorer()
 
 
 def _key(s: ScoredReading) -> tuple[object, ...]:

@@ -1,7 +1,7 @@
 """Offline evaluation: simulator -> Scorer -> `sim.evaluation` metrics, no Kafka.
 
-    python -m models.training.evaluate_offline                 # untuned seeds 201 202 203
-    python -m models.training.evaluate_offline --seeds 101 --devices 20 --count 5000
+    python -m training.evaluate_offline                 # untuned seeds 201 202 203
+    python -m training.evaluate_offline --seeds 101 --devices 20 --count 5000
 
 Feeds every simulated reading (one device's reading at a time, in event-time order, as the
 worker sees a live stream) and every maintenance event to one `Scorer`, collects predictions
@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from models.registry import load_promoted
 from models.scoring import Scorer, ScorerConfig
 from sim.evaluation import AlertRecord, PredictionRecord, evaluate, percentile
 from sim.generator import SimConfig, simulate
@@ -57,7 +58,7 @@ def run_seed(
 ) -> RunResult:
     """Simulate one run, score it with a fresh `Scorer` and evaluate."""
     sim = simulate(SimConfig(devices=devices, count=count, seed=seed))
-    scorer = scorer or Scorer()
+    scorer = scorer or Scorer(failure_model=load_promoted())
     states = {d.device_id: scorer.new_state(d.device_id) for d in sim.devices}
     predictions: list[PredictionRecord] = []
     alerts: list[AlertRecord] = []
@@ -158,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = []
     for seed in args.seeds:
         config = ScorerConfig(detector_mode=args.detector, online_weight_max=args.online_weight_max)
-        scorer = Scorer(config, load_registry=not args.no_registry)
+        scorer = Scorer(config, failure_model=None if args.no_registry else load_promoted())
         result = run_seed(
             seed,
             devices=args.devices,
@@ -177,7 +178,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         results.append(result)
     summary = _summary(results)
-    summary["models"] = Scorer(load_registry=not args.no_registry).model_ids
+    summary["models"] = Scorer(
+        failure_model=None if args.no_registry else load_promoted()
+    ).model_ids
     print(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
     if args.json:
         args.json.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))

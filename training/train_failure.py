@@ -1,7 +1,7 @@
 """Train the offline failure model on simulator data and register it (ONNX) in the registry.
 
-    python -m models.training.train_failure                 # train, export, register, promote
-    python -m models.training.train_failure --benchmark     # also compare model families first
+    python -m training.train_failure                 # train, export, register, promote
+    python -m training.train_failure --benchmark     # also compare model families first
 
 Data: `sim.simulate` runs with FIXED training seeds (`TRAIN_SEEDS`), holdout seeds
 (`HOLDOUT_SEEDS`) never used for fitting; the untuned evaluation seeds of
@@ -58,7 +58,7 @@ def build_dataset(
     names: tuple[str, ...] = ()
     for seed in seeds:
         sim = simulate(SimConfig(devices=devices, count=count, seed=seed))
-        scorer = Scorer(ScorerConfig(), load_registry=False, keep_failure_rows=True)
+        scorer = Scorer(ScorerConfig(), keep_failure_rows=True)
         names = scorer.failure_inputs.names
         states = {d.device_id: scorer.new_state(d.device_id) for d in sim.devices}
         failures: dict[str, list[tuple[float, float]]] = {}

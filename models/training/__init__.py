@@ -1,1 +1,0 @@
-"""Offline jobs of the ML core: train the failure model, evaluate the Scorer on the simulator."""

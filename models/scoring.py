@@ -33,19 +33,16 @@ the rest of each `score_many` call (features + online detectors) as the anomaly 
 
 from __future__ import annotations
 
-import math
-import struct
 import time
 from array import array
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 import numpy as np
-import orjson
 
-from models.alerting import AlertPolicy, AlertState
+from models.alerting import AlertPolicy
 from models.detectors import (
     EVIDENCE,
     AdaptiveThreshold,
@@ -55,8 +52,10 @@ from models.detectors import (
     evidence_to_score,
 )
 from models.failure import FailureInputs, OnlineFailureModel, failure_inputs
-from models.features import DeviceFeatures, FeatureConfig, FeatureExtractor, FeatureRow
+from models.features import FeatureConfig, FeatureExtractor, FeatureRow
 from models.registry import FAILURE_MODEL_ID
+from models.scored import DeviceFailure, ScoredReading, ScoringFault
+from models.state import DeviceState
 from topics.records import AlertDriver, AnomalyAlert, MaintenanceEvent, SensorReading
 
 __all__ = [
@@ -71,10 +70,6 @@ __all__ = [
     "ScoringFault",
 ]
 
-_MAGIC = b"EDS2"  # EDS2 adds the seq mark (header "s") and held jumps (features "j")
-_MAGICS = (_MAGIC, b"EDS1")  # EDS1 states read with no seq mark and nothing held
-_HEAD = struct.Struct("<4sI")
-_DETECTOR_WIDTH = 10
 ANOMALY_MODEL_REF = "residual-ensemble@1"
 
 
@@ -110,138 +105,6 @@ class ScorerConfig:
     online_weight_failures: int = 20
     drivers: int = 3
     detector_mode: Literal["residual", "hst", "both"] = "residual"
-
-
-@dataclass(slots=True)
-class ScoredReading:
-    """One reading's outputs. `alerts` holds lifecycle events this reading caused (0-2)."""
-
-    reading: SensorReading
-    anomaly_score: float
-    failure_prob: float
-    is_anomaly: bool
-    late: bool
-    alerts: list[AnomalyAlert]
-    threshold: float = 0.0
-    failure_row: list[float] | None = None
-    redelivered: bool = False  # applied before (see the module docstring): not scored again
-
-
-class ScoringFault(ValueError):
-    """A reading's score came out outside [0, 1] (NaN included): never learned nor published."""
-
-
-class DeviceFailure(list[ScoredReading]):
-    """`score_many`'s result for a device whose scoring raised: empty, with the `error`.
-
-    A list, so code that reads `score_many` results keeps its types; `ReadingPipeline`
-    dead-letters the device's readings."""
-
-    def __init__(self, error: Exception) -> None:
-        super().__init__()
-        self.error = error
-
-
-class DeviceState:
-    """One device's scoring state. Created by `Scorer.new_state`; stored via `to_bytes`."""
-
-    __slots__ = (
-        "alert",
-        "detectors",
-        "device_id",
-        "features",
-        "last_row_ts",
-        "n",
-        "rows",
-        "seq",
-        "seq_ts",
-        "threshold",
-    )
-
-    def __init__(self, device_id: str, threshold_bins: int) -> None:
-        self.device_id = device_id
-        self.features = DeviceFeatures()
-        self.detectors: dict[str, list[float]] = {}
-        self.threshold: list[float] = [0.0] * (threshold_bins + 1)
-        self.alert = AlertState()
-        self.rows: list[list[float]] = []  # [ts, *failure inputs] label buffer
-        self.last_row_ts = -math.inf
-        self.n = 0
-        self.seq = -1  # highest seq applied (-1: none yet)
-        self.seq_ts = -math.inf  # event time of the reading that set `seq`
-
-    def is_idle(self, now_event_ts: float, idle_timeout_s: float = 600.0) -> bool:
-        """True when the device's last event is older than `idle_timeout_s` of event time."""
-        return self.features.is_idle(now_event_ts, idle_timeout_s)
-
-    @property
-    def watermark(self) -> float:
-        return self.features.watermark
-
-    def to_bytes(self) -> bytes:
-        """Header (orjson) + float64 blob (windows, detectors, threshold, label-row times) +
-        float32 blob (label rows, which are float32-rounded when buffered, so exact)."""
-        fheader, floats = self.features.dump()
-        names = list(self.detectors)
-        for name in names:
-            floats.extend(self.detectors[name])
-        floats.extend(self.threshold)
-        width = len(self.rows[0]) - 1 if self.rows else 0
-        f32: list[float] = []
-        for row in self.rows:
-            floats.append(row[0])
-            f32.extend(row[1:])
-        floats.append(self.last_row_ts)
-        header = orjson.dumps(
-            {
-                "id": self.device_id,
-                "n": self.n,
-                "f": fheader,
-                "d": names,
-                "t": len(self.threshold),
-                "r": [len(self.rows), width, len(floats)],
-                "a": self.alert.to_obj(),
-                "s": [self.seq, self.seq_ts if self.seq_ts > -math.inf else None],
-            }
-        )
-        return b"".join(
-            (
-                _HEAD.pack(_MAGIC, len(header)),
-                header,
-                array("d", floats).tobytes(),
-                array("f", f32).tobytes(),
-            )
-        )
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> DeviceState:
-        magic, size = _HEAD.unpack_from(data)
-        if magic not in _MAGICS:
-            raise ValueError(f"not a DeviceState (magic {magic!r}, expected {_MAGIC!r})")
-        start = _HEAD.size + size
-        header: dict[str, Any] = orjson.loads(data[_HEAD.size : start])
-        nrows, width, nd = header["r"]
-        floats = array("d", data[start : start + 8 * nd]).tolist()
-        f32 = array("f", data[start + 8 * nd :]).tolist()
-        state = cls(str(header["id"]), int(header["t"]) - 1)
-        state.n = int(header["n"])
-        state.features, pos = DeviceFeatures.load(header["f"], floats, 0)
-        for name in header["d"]:
-            state.detectors[name] = floats[pos : pos + _DETECTOR_WIDTH]
-            pos += _DETECTOR_WIDTH
-        t = int(header["t"])
-        state.threshold = floats[pos : pos + t]
-        pos += t
-        for i in range(nrows):
-            state.rows.append([floats[pos], *f32[i * width : (i + 1) * width]])
-            pos += 1
-        state.last_row_ts = floats[pos]
-        state.alert = AlertState.from_obj(header["a"])
-        if "s" in header:  # absent in EDS1 states
-            seq, seq_ts = header["s"]
-            state.seq = int(seq)
-            state.seq_ts = -math.inf if seq_ts is None else float(seq_ts)
-        return state
 
 
 class Scorer:

@@ -88,7 +88,7 @@ def test_the_copied_tree_keeps_every_contract(source_tree: Path) -> None:
         ),
         ("topics/catalog.py", "import training", {"runtime-without-tools", "worker-without-tools"}),
         ("app/factory.py", "import infra.kafka.broker", {"worker-without-tools"}),
-        ("models/features.py", "import faust", {"core-without-faust"}),
+        ("models/features/extractor.py", "import faust", {"core-without-faust"}),
         ("infra/kafka/broker.py", "import app.errors", {"infra-without-app"}),
     ],
 )

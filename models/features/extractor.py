@@ -1,186 +1,29 @@
-"""Windowed features per device and per metric, in event time only (no wall clock anywhere).
+"""`FeatureExtractor`: a reading's features (`FeatureRow`) from its device's windows, in event time.
 
-For every metric of every reading, each configured window (default: 10 s and 60 s of event
-time; count windows such as the last 20 readings for slow sensors) yields
-`mean, std, min, max, slope, roc, ewma, z`, after the reading's own `value`:
-
-- `slope`: least-squares slope over the window (units per second of event time);
-- `roc`: (last - first) / (t_last - t_first) across the window;
-- `ewma`: exponentially weighted mean, time constant = the window's length;
-- `z`: the reading against its window *without* itself, `(x - mean') / std'`.
-
-Readings within `grace_s` of the device's watermark (its largest event time so far) are
-inserted in event-time order even when they arrive out of order. Older ones are *late*: they
-are featurized against the current windows but change nothing. A device silent for longer
-than `idle_timeout_s` of event time has its windows reset (`DeviceFeatures.reset`), and a
-metric not seen for that long is dropped, so devices may change their metric set over time.
-
-Jumps ahead need a second reading. One reading with a timestamp far in the future (a clock
-glitch, still inside validation's `max_future_s`) used to move the watermark with it, and
-every normal reading after it was late until event time caught up (3,000 s ahead: 3,000
-readings of a 1 Hz device late, their alerts suppressed). Now a reading more than
-`grace_s + jump_gaps * gap` ahead of the watermark (`gap`: the device's typical spacing, an
-exponential mean of its watermark advances) is *held*: featurized, not late, but the
-watermark stays. The next reading decides: at or after the held one (minus `grace_s`), the
-jump is confirmed (a device back from a silence, a slow sensor) and applied; back near the
-watermark, the held one was an outlier and is forgotten. A held reading is not inserted into
-the windows, except when it is more than `idle_timeout_s` ahead: then the windows are reset
-and it starts them (as a device back from idle does), and an outlier found later resets them
-again (at most one window length of history is lost). An unconfirmed jump therefore never
-makes the next reading late; two readings that agree on a new time always move it.
-
-Metric values are clamped to +-`VALUE_LIMIT` (1e100) before any arithmetic: validation
-bounds them far lower (`ValidationLimits.max_abs_value`), this is defence in depth so squares
-and sums of squares here and in the detectors stay finite whatever the caller passes.
-
-Usually created once per process as `FeatureExtractor(FeatureConfig())`; per-device state is
-`extractor.new_state()`, updated with `extractor.update(state, reading)`.
+The rules (grace, late, held jumps, idle resets, value clamping) are in `models.features`.
 """
 
 from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
 
-from models.aggregators import Ewma, Mean, Moments, Slope, Std
+from models.aggregators import Ewma, Slope, Std
+from models.features.config import FeatureConfig
+from models.features.windows import _MOMENTS, DeviceFeatures, MetricWindows
 from topics.records import SensorReading
 
-__all__ = [
-    "PER_WINDOW",
-    "VALUE_LIMIT",
-    "DeviceFeatures",
-    "FeatureConfig",
-    "FeatureExtractor",
-    "FeatureRow",
-    "MetricWindows",
-    "WindowSpec",
-]
+__all__ = ["VALUE_LIMIT", "FeatureExtractor", "FeatureRow"]
 
-PER_WINDOW = ("mean", "std", "min", "max", "slope", "roc", "ewma", "z")
-_K = len(PER_WINDOW)
 _REBASE_EVERY = 1024  # exact recompute of running sums every N updates (bounds float drift)
 _TRIM_SLACK = 16  # trim the buffer's unused prefix in chunks, not on every reading
 _Z_STD_FLOOR = 1e-9
 VALUE_LIMIT = 1e100  # metric values are clamped to +-this (squares stay far from overflow)
 _GAP_ALPHA = 0.1  # weight of one watermark advance in the typical-gap estimate
 
-_MOMENTS = Moments()
-_MEAN = Mean()
 _STD = Std()
 _SLOPE = Slope()
-
-
-@dataclass(frozen=True, slots=True)
-class WindowSpec:
-    """One window: `size` seconds of event time (`kind="time"`) or the last `size` readings."""
-
-    size: float
-    kind: Literal["time", "count"] = "time"
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("time", "count"):
-            raise ValueError(f"window kind must be 'time' or 'count', got {self.kind!r}")
-        if self.size <= 0 or (self.kind == "count" and (self.size < 2 or self.size % 1)):
-            raise ValueError(f"bad window size {self.size!r} for kind {self.kind!r}")
-
-    @property
-    def name(self) -> str:
-        return f"{self.size:g}s" if self.kind == "time" else f"{int(self.size)}n"
-
-    @classmethod
-    def parse(cls, text: str) -> WindowSpec:
-        """`"10s"` → 10 s of event time; `"20n"` → the last 20 readings."""
-        text = text.strip()
-        if text.endswith("s"):
-            return cls(float(text[:-1]), "time")
-        if text.endswith("n"):
-            return cls(float(int(text[:-1])), "count")
-        raise ValueError(f"window {text!r}: use '<seconds>s' or '<count>n', e.g. '10s', '20n'")
-
-
-@dataclass(frozen=True, slots=True)
-class FeatureConfig:
-    """Which windows, how much out-of-order grace, when a silent device counts as idle."""
-
-    windows: tuple[WindowSpec, ...] = (WindowSpec(10.0), WindowSpec(60.0))
-    grace_s: float = 5.0
-    idle_timeout_s: float = 600.0
-    max_metrics: int = 32  # per device; more are not tracked (keeps the state <= ~45 KB)
-    # a reading more than grace_s + jump_gaps * (typical gap) ahead is held until confirmed;
-    # 2 gaps: a slow sensor's jitter stays under it, and an unconfirmed jump can make at most
-    # the one next reading late (by then event time has moved past it)
-    jump_gaps: float = 2.0
-
-    def __post_init__(self) -> None:
-        if not self.windows:
-            raise ValueError("at least one window is required")
-        if self.grace_s < 0 or self.idle_timeout_s <= 0 or self.max_metrics < 1:
-            raise ValueError("grace_s must be >= 0, idle_timeout_s > 0 and max_metrics >= 1")
-        if not self.jump_gaps >= 0:
-            raise ValueError(f"jump_gaps must be >= 0, got {self.jump_gaps!r}")
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        """Names of one metric's feature vector: `value`, then `<feature>_<window>`."""
-        out = ["value"]
-        for w in self.windows:
-            out.extend(f"{f}_{w.name}" for f in PER_WINDOW)
-        return tuple(out)
-
-    def index(self, feature: str, window: int = 0) -> int:
-        """Position of `feature` of window number `window` in a metric's vector."""
-        return 1 + window * _K + PER_WINDOW.index(feature)
-
-
-class MetricWindows:
-    """One metric's sorted event-time buffer and, per window, running moments and an EWMA.
-
-    `ts`/`vs` hold the points any window still needs, sorted by event time; window `k` covers
-    `ts[start[k]:]`. Created by `FeatureExtractor`; not usually used directly.
-    """
-
-    __slots__ = ("ewma", "last_ts", "moments", "start", "ts", "updates", "vs")
-
-    def __init__(self, n_windows: int) -> None:
-        self.ts: list[float] = []
-        self.vs: list[float] = []
-        self.start: list[int] = [0] * n_windows
-        self.moments: list[list[float]] = [_MOMENTS.initialize() for _ in range(n_windows)]
-        self.ewma: list[list[float]] = [[0.0, -math.inf, 0.0] for _ in range(n_windows)]
-        self.last_ts = -math.inf
-        self.updates = 0
-
-    # --- serialization: a header of ints and a flat list of floats --------------------------
-    def dump(self, floats: list[float]) -> list[int]:
-        floats.extend(self.ts)
-        floats.extend(self.vs)
-        for m in self.moments:
-            floats.extend(m)
-        for e in self.ewma:
-            floats.extend(e)
-        floats.append(self.last_ts)
-        return [len(self.ts), self.updates, *self.start]
-
-    @classmethod
-    def load(cls, header: list[int], floats: list[float], pos: int) -> tuple[MetricWindows, int]:
-        n, updates, *start = header
-        mw = cls(len(start))
-        mw.ts = floats[pos : pos + n]
-        pos += n
-        mw.vs = floats[pos : pos + n]
-        pos += n
-        for m in mw.moments:
-            m[:] = floats[pos : pos + 8]
-            pos += 8
-        for e in mw.ewma:
-            e[:] = floats[pos : pos + 3]
-            pos += 3
-        mw.last_ts = floats[pos]
-        mw.updates = updates
-        mw.start = list(start)
-        return mw, pos + 1
 
 
 @dataclass(slots=True)
@@ -188,7 +31,7 @@ class FeatureRow:
     """The features of one reading: per metric, a vector named by `FeatureConfig.names`.
 
     `held`: the reading jumped ahead of the watermark and waits for a second one to confirm
-    its time (see the module docstring); the scorer does not learn from it."""
+    its time (see `models.features`); the scorer does not learn from it."""
 
     device_id: str
     ts: float
@@ -196,47 +39,6 @@ class FeatureRow:
     late: bool
     metrics: dict[str, list[float]]
     held: bool = False
-
-
-@dataclass(slots=True)
-class DeviceFeatures:
-    """One device's feature state: its watermark and one `MetricWindows` per metric.
-
-    `gap`: typical spacing of its readings (0 = not known yet); `ahead`: the event time of a
-    held jump (-inf: none), `ahead_reset`: whether that jump reset the windows."""
-
-    watermark: float = -math.inf
-    metrics: dict[str, MetricWindows] = field(default_factory=dict)
-    readings: int = 0
-    gap: float = 0.0
-    ahead: float = -math.inf
-    ahead_reset: bool = False
-
-    def is_idle(self, now_event_ts: float, idle_timeout_s: float) -> bool:
-        return self.readings > 0 and now_event_ts - self.watermark > idle_timeout_s
-
-    def reset(self) -> None:
-        """Forget every window (the device went idle); the watermark stays."""
-        self.metrics.clear()
-
-    def dump(self) -> tuple[dict[str, Any], list[float]]:
-        floats: list[float] = [self.watermark]
-        headers = {name: mw.dump(floats) for name, mw in self.metrics.items()}
-        ahead = self.ahead if self.ahead > -math.inf else None  # JSON has no -inf
-        return {"r": self.readings, "m": headers, "j": [self.gap, ahead, self.ahead_reset]}, floats
-
-    @classmethod
-    def load(cls, header: dict[str, Any], floats: list[float], pos: int) -> tuple[Any, int]:
-        state = cls(watermark=floats[pos], readings=int(header["r"]))
-        if "j" in header:  # absent in states written before jumps were held
-            gap, ahead, reset = header["j"]
-            state.gap = float(gap)
-            state.ahead = -math.inf if ahead is None else float(ahead)
-            state.ahead_reset = bool(reset)
-        pos += 1
-        for name, mh in header["m"].items():
-            state.metrics[name], pos = MetricWindows.load(mh, floats, pos)
-        return state, pos
 
 
 class FeatureExtractor:
@@ -272,7 +74,7 @@ class FeatureExtractor:
         return ts < state.watermark - self._grace
 
     def is_jump(self, state: DeviceFeatures, ts: float) -> bool:
-        """Whether a reading at `ts` jumps far enough ahead to be held (module docstring)."""
+        """Whether a reading at `ts` jumps far enough ahead to be held (`models.features`)."""
         return bool(state.readings) and ts - state.watermark > (
             self._grace + self._jump_gaps * state.gap
         )
@@ -314,7 +116,7 @@ class FeatureExtractor:
         return FeatureRow(reading.device_id, ts, reading.seq, False, out)
 
     def _hold(self, state: DeviceFeatures, reading: SensorReading) -> FeatureRow:
-        """A jump ahead: featurize without moving the watermark (see the module docstring)."""
+        """A jump ahead: featurize without moving the watermark (see `models.features`)."""
         ts = reading.ts
         state.ahead = ts
         state.ahead_reset = ts - state.watermark > self._idle

@@ -1,32 +1,14 @@
-"""The model registry: versioned, hash-verified artifacts on disk, and process-wide sessions.
-
-Layout (see docs/CONTRACTS.md):
-
-    <root>/<model_id>/<version>/manifest.json
-    <root>/<model_id>/<version>/model.onnx | model.onnx.zst | model.pkl   (river)
-    <root>/<model_id>/<version>/holdout.npz                                (optional: X, y)
-    <root>/<model_id>/PROMOTED                                             (text: a version)
-
-Usually created once per process as `ModelRegistry(root, threads=...)` (the worker's composition
-root builds the one it serves from) and asked for `load(model_id)` / `handle(model_id)`; what to
-serve at start-up is `promoted_handle(model_id)`, or `load_promoted(root, threads)` for tools and
-benches. Every load verifies the artifact's sha256 and its input schema; ONNX sessions are built
-once per process and shared (`SessionCache`, keyed by the model's sha256 and thread count).
-"""
+"""`ModelRegistry`: registered versions under a root, verified loading, hot swaps, promotion."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import pickle
-import re
 import shutil
-import threading
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,278 +28,25 @@ from models.manifest import (
     UnknownVersion,
     utc_now_iso,
 )
+from models.registry.backends import LoadedModel, _check_graph_inputs
+from models.registry.handle import ModelHandle
+from models.registry.layout import (
+    _MODEL_ID,
+    _VERSION,
+    DEFAULT_ROOT,
+    FAILURE_MODEL_ID,
+    HOLDOUT,
+    MANIFEST,
+    PROMOTED,
+    TASKS,
+    _atomic_write,
+    _verified_bytes,
+    _version_key,
+    sha256_bytes,
+)
+from models.registry.sessions import ModelMemory, SessionCache, default_sessions
 
-__all__ = [
-    "DEFAULT_ROOT",
-    "FAILURE_MODEL_ID",
-    "LoadedModel",
-    "ModelHandle",
-    "ModelMemory",
-    "ModelRegistry",
-    "SessionCache",
-    "default_sessions",
-    "load_promoted",
-    "score_output_name",
-    "session_options",
-    "sha256_bytes",
-    "sha256_file",
-    "to_scores",
-]
-
-DEFAULT_ROOT = Path(__file__).resolve().parent / "artifacts"
-FAILURE_MODEL_ID = "failure-gbm"  # the offline failure model the Scorer serves
-PROMOTED = "PROMOTED"
-MANIFEST = "manifest.json"
-HOLDOUT = "holdout.npz"
-TASKS = ("classifier", "regressor", "scorer")
-_MODEL_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _version_key(version: str) -> tuple[int, int, str]:
-    return (0, int(version), "") if version.isdigit() else (1, 0, version)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with tmp.open("wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-# --------------------------------------------------------------------------------------------
-# Sessions
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(slots=True, frozen=True)
-class ModelMemory:
-    """What one loaded model costs: its file, and the RSS growth measured around its session."""
-
-    file_bytes: int
-    rss_delta_bytes: int
-    session_create_ms: float
-
-
-@dataclass(slots=True)
-class _Session:
-    session: Any  # onnxruntime.InferenceSession
-    create_ms: float
-    rss_delta_bytes: int
-
-
-class SessionCache:
-    """Process-wide ONNX Runtime sessions, one per (model sha256, intra-op threads).
-
-    A session is created the first time a model is loaded and shared by every later load and
-    every `LoadedModel` of the same bytes (sessions are thread-safe for `run`). Use the module's
-    `default_sessions()`; tests inject a fresh one into `ModelRegistry(sessions=...)`.
-    """
-
-    def __init__(self) -> None:
-        self._sessions: dict[tuple[str, int], _Session] = {}
-        self._lock = threading.Lock()
-        self.created = 0
-
-    def __len__(self) -> int:
-        return len(self._sessions)
-
-    def get(self, sha256: str, model_bytes: bytes, threads: int) -> _Session:
-        key = (sha256, threads)
-        with self._lock:
-            cached = self._sessions.get(key)
-            if cached is None:
-                cached = self._sessions[key] = _create_session(model_bytes, threads)
-                self.created += 1
-            return cached
-
-    def clear(self) -> None:
-        with self._lock:
-            self._sessions.clear()
-
-
-def session_options(threads: int = 1) -> Any:
-    """The options every session is built with: `threads` intra-op threads, sequential, DAZ."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3
-    opts.add_session_config_entry("session.set_denormal_as_zero", "1")
-    return opts
-
-
-def _create_session(model_bytes: bytes, threads: int) -> _Session:
-    import onnxruntime as ort
-
-    before = rss_bytes()
-    start = time.perf_counter()
-    session = ort.InferenceSession(
-        model_bytes, sess_options=session_options(threads), providers=["CPUExecutionProvider"]
-    )
-    create_ms = (time.perf_counter() - start) * 1000.0
-    return _Session(session, create_ms, max(rss_bytes() - before, 0))
-
-
-_DEFAULT_SESSIONS = SessionCache()
-
-
-def default_sessions() -> SessionCache:
-    """The one session cache of this process."""
-    return _DEFAULT_SESSIONS
-
-
-# --------------------------------------------------------------------------------------------
-# Loaded models and hot-swap handles
-# --------------------------------------------------------------------------------------------
-
-
-class LoadedModel:
-    """A verified model ready to score: `predict((n, k) float32) -> (n,)` scores.
-
-    For classifiers the score is the positive-class probability; for regressors the prediction;
-    for scorers (river anomaly models) the anomaly score. Created by `ModelRegistry.load`.
-    """
-
-    def __init__(
-        self,
-        manifest: ModelManifest,
-        path: Path,
-        memory: ModelMemory,
-        *,
-        session: Any = None,
-        estimator: Any = None,
-    ) -> None:
-        self.manifest = manifest
-        self.path = path
-        self.memory = memory
-        self.session = session
-        self.estimator = estimator
-        self._width = len(manifest.inputs)
-        self._input_name = ""
-        self._output_name = ""
-        if session is not None:
-            self._input_name = session.get_inputs()[0].name
-            self._output_name = score_output_name(session, manifest.task)
-
-    def __repr__(self) -> str:
-        return f"LoadedModel({self.manifest.ref}, sha256={self.manifest.sha256[:12]})"
-
-    def predict(self, features: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(features, dtype=np.float32)
-        if x.ndim == 1:
-            x = x[None, :]
-        if x.ndim != 2 or x.shape[1] != self._width:
-            raise SchemaMismatch(
-                f"{self.manifest.ref} takes {self._width} features "
-                f"({', '.join(self.manifest.inputs)}), got shape {x.shape}"
-            )
-        if self.session is not None:
-            out = self.session.run([self._output_name], {self._input_name: x})[0]
-            return to_scores(out, self.manifest.task)
-        return self._predict_river(x)
-
-    def _predict_river(self, x: np.ndarray) -> np.ndarray:
-        names = self.manifest.inputs
-        est = self.estimator
-        scores = np.empty(len(x), dtype=np.float64)
-        for i, row in enumerate(x):
-            sample = dict(zip(names, row.tolist(), strict=True))
-            if self.manifest.task == "classifier":
-                proba = est.predict_proba_one(sample)
-                scores[i] = float(proba.get(True, proba.get(1, 0.0)))
-            elif self.manifest.task == "scorer":
-                scores[i] = float(est.score_one(sample))
-            else:
-                scores[i] = float(est.predict_one(sample))
-        return scores
-
-
-def score_output_name(session: Any, task: str) -> str:
-    """The session output `predict` reads: class probabilities for classifiers, else the first."""
-    outputs = session.get_outputs()
-    if task == "classifier":
-        for out in outputs:
-            if "prob" in out.name.lower():
-                return str(out.name)
-        if len(outputs) > 1:
-            return str(outputs[1].name)
-    return str(outputs[0].name)
-
-
-def to_scores(out: Any, task: str) -> np.ndarray:
-    """(n,) float64 scores from that output: positive-class column, prediction or score."""
-    if isinstance(out, list):  # ZipMap output: one {label: prob} dict per row
-        return np.array([row[max(row)] for row in out], dtype=np.float64)
-    arr = np.asarray(out)
-    if task == "classifier" and arr.ndim == 2 and arr.shape[1] > 1:
-        return arr[:, -1].astype(np.float64)
-    return arr.reshape(len(arr), -1)[:, 0].astype(np.float64)
-
-
-class ModelHandle:
-    """A swappable reference to the model a worker is serving, for hot swaps.
-
-    `predict` reads the current model once, so a call that started before `swap` finishes on
-    the old model while new calls use the new one; no lock on the hot path. Created by
-    `ModelRegistry.handle(model_id)`; updated by `ModelRegistry.apply(announcement, handle)` or
-    `ModelRegistry.reload_if_changed(handle)`.
-    """
-
-    def __init__(self, model: LoadedModel) -> None:
-        self._model = model
-        self._lock = threading.Lock()
-        self.generation = 0
-
-    @property
-    def current(self) -> LoadedModel:
-        return self._model
-
-    @property
-    def ref(self) -> str:
-        return self._model.manifest.ref
-
-    def predict(self, features: np.ndarray) -> np.ndarray:
-        return self._model.predict(features)
-
-    def swap(self, new: LoadedModel) -> LoadedModel:
-        """Make `new` current and return the old model; refuses another id or other inputs."""
-        with self._lock:
-            old = self._model
-            if new.manifest.model_id != old.manifest.model_id:
-                raise SchemaMismatch(
-                    f"cannot swap {old.manifest.ref} for a different model {new.manifest.ref}"
-                )
-            if new.manifest.inputs != old.manifest.inputs:
-                raise SchemaMismatch(
-                    f"cannot swap {old.manifest.ref} for {new.manifest.ref}: inputs differ "
-                    f"({list(old.manifest.inputs)} vs {list(new.manifest.inputs)})"
-                )
-            self._model = new
-            self.generation += 1
-            return old
-
-
-# --------------------------------------------------------------------------------------------
-# The registry
-# --------------------------------------------------------------------------------------------
+__all__ = ["ModelRegistry", "load_promoted"]
 
 
 class ModelRegistry:
@@ -418,7 +147,7 @@ class ModelRegistry:
                 f"caller expects {list(expected_inputs)}"
             )
         path = self.version_dir(manifest.model_id, manifest.version)
-        model_bytes = self._verified_bytes(manifest, path)
+        model_bytes = _verified_bytes(manifest, path)
         if manifest.kind == "river":
             before = rss_bytes()
             start = time.perf_counter()
@@ -642,7 +371,7 @@ class ModelRegistry:
     def promote(self, model_id: str, version: str) -> ModelManifest:
         """Verify `version`'s artifact, then point PROMOTED at it (atomic replace)."""
         manifest = self._read_manifest(model_id, version)
-        self._verified_bytes(manifest, self.version_dir(model_id, version))
+        _verified_bytes(manifest, self.version_dir(model_id, version))
         _atomic_write(self._model_dir(model_id) / PROMOTED, f"{version}\n".encode())
         return manifest
 
@@ -670,40 +399,13 @@ class ModelRegistry:
     def model_bytes(self, model_id: str, version: str | None = None) -> bytes:
         """The verified (and decompressed) model bytes of one version (None = promoted)."""
         manifest = self.manifest(model_id, version)
-        return self._verified_bytes(manifest, self.version_dir(model_id, manifest.version))
+        return _verified_bytes(manifest, self.version_dir(model_id, manifest.version))
 
     def holdout_path(self, model_id: str, version: str | None = None) -> Path | None:
         manifest = self.manifest(model_id, version)
         if not manifest.holdout:
             return None
         return self.version_dir(model_id, manifest.version) / manifest.holdout
-
-    def _verified_bytes(self, manifest: ModelManifest, path: Path) -> bytes:
-        file = path / manifest.file
-        try:
-            shipped = file.read_bytes()
-        except FileNotFoundError:
-            raise TamperedArtifact(f"{manifest.ref}: artifact {file} is missing") from None
-        if sha256_bytes(shipped) != manifest.sha256:
-            raise TamperedArtifact(
-                f"{manifest.ref}: {manifest.file} does not match its manifest sha256 "
-                f"{manifest.sha256[:12]}; refusing to load"
-            )
-        if manifest.compression is None:
-            return shipped
-        if manifest.compression != "zstd":
-            raise ManifestError(f"{manifest.ref}: unknown compression {manifest.compression!r}")
-        import zstandard
-
-        try:
-            content = zstandard.ZstdDecompressor().decompress(shipped)
-        except zstandard.ZstdError as exc:
-            raise TamperedArtifact(f"{manifest.ref}: cannot decompress: {exc}") from None
-        if manifest.content_sha256 and sha256_bytes(content) != manifest.content_sha256:
-            raise TamperedArtifact(
-                f"{manifest.ref}: decompressed model does not match content_sha256; refusing"
-            )
-        return content
 
 
 def load_promoted(
@@ -717,17 +419,3 @@ def load_promoted(
     explicit way tools, benches and tests get the model a worker would serve at start-up
     (`Scorer` itself never reads the disk)."""
     return ModelRegistry(root, threads=threads, sessions=sessions).promoted_handle(model_id)
-
-
-def _check_graph_inputs(manifest: ModelManifest, session: Any) -> None:
-    graph_inputs = session.get_inputs()
-    if len(graph_inputs) != 1:
-        names = [i.name for i in graph_inputs]
-        raise SchemaMismatch(f"{manifest.ref}: expected one tensor input, graph has {names}")
-    shape = graph_inputs[0].shape
-    width = shape[-1] if shape else None
-    if isinstance(width, int) and width != len(manifest.inputs):
-        raise SchemaMismatch(
-            f"{manifest.ref}: graph input width is {width}, manifest names "
-            f"{len(manifest.inputs)} inputs"
-        )

@@ -33,6 +33,7 @@ from models.analytics import AnalyticsWindows
 from models.pipeline import ReadingPipeline
 from models.registry import FAILURE_MODEL_ID, ModelRegistry
 from models.scoring import DeviceState, Scorer
+from models.shipped import seed_registry
 from models.validation import ValidationLimits
 from topics.analytics import AnalyticsTables, declare_analytics
 from topics.catalog import MODEL_REGISTRY
@@ -137,6 +138,8 @@ def build_worker(settings: Settings) -> Worker:
         max_abs_value=settings.max_abs_value,
     )
     # The one registry: the start-up model and every hot swap load with `onnx_threads`.
+    if settings.seeds_registry():  # a fresh EDGEML_HOME starts with the shipped models
+        seed_registry(settings.registry_root)
     registry = ModelRegistry(settings.registry_root, threads=settings.onnx_threads)
     metrics = Metrics(settings.app_id)
     scorer = Scorer(

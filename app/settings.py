@@ -1,14 +1,22 @@
 """One frozen settings object from `EDGEML_*` environment variables, built once, passed down.
 
 No other module reads `os.environ`: everything that is configurable is a field here.
+
+Where state lives: every directory setting (`data_dir`, `registry_root`, `broker_home`,
+`kafka_cache`) defaults to a folder under `home` (`EDGEML_HOME`, else the working directory),
+and a relative value resolves against `home` too. Never against the install location: after
+`pip install edgeml` that is site-packages, and `edgeml optimize` wrote new model versions into
+the package folder (issue #10). From a checkout (cwd = the repository root) the defaults are the
+folders they always were: `var/worker-data`, `models/artifacts`, `var/kafka`, `.cache/kafka`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
@@ -19,13 +27,30 @@ if TYPE_CHECKING:
 
 __all__ = ["Settings"]
 
-ROOT = Path(__file__).resolve().parent.parent
+# The directory settings, resolved against `home` when relative (module docstring).
+_HOME_PATHS = ("data_dir", "registry_root", "broker_home", "kafka_cache")
+
+
+def _under_home(*parts: str) -> Callable[[dict[str, Any]], Path]:
+    """A default factory for a folder under the already validated `home` field."""
+
+    def default(data: dict[str, Any]) -> Path:
+        return Path(data.get("home") or Path.cwd()).joinpath(*parts)
+
+    return default
 
 
 class Settings(BaseSettings):
     """Platform configuration. Create with `Settings()` (env) or `Settings(field=...)` in tests."""
 
     model_config = SettingsConfigDict(env_prefix="EDGEML_", frozen=True, extra="forbid")
+
+    # --- where state lives (declared first: the directory defaults below are built from it) --
+    home: Path = Field(
+        default_factory=Path.cwd,
+        description="Base of every directory setting and of relative ones; default: the "
+        "working directory (never the install location).",
+    )
 
     # --- Kafka -------------------------------------------------------------------------------
     bootstrap_servers: str = "127.0.0.1:9092"
@@ -53,7 +78,7 @@ class Settings(BaseSettings):
     # --- Faust app ---------------------------------------------------------------------------
     app_id: str = "edgeml"
     store: str = "rocksdb://"
-    data_dir: Path = ROOT / "var" / "worker-data"
+    data_dir: Path = Field(default_factory=_under_home("var", "worker-data"))
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=6066, ge=1, le=65535)
 
@@ -92,7 +117,12 @@ class Settings(BaseSettings):
         default=200, ge=0, description="Recent alerts a new browser gets before live ones."
     )
 
-    registry_root: Path = ROOT / "models" / "artifacts"
+    registry_root: Path = Field(
+        default_factory=_under_home("models", "artifacts"),
+        description="The model registry (read and written). The default one is filled with the "
+        "models the package ships on first use (`seeds_registry`); a root set explicitly is "
+        "taken as it is.",
+    )
     onnx_threads: int = Field(default=1, ge=1, description="onnxruntime intra-op threads.")
     rocksdb_write_buffer_bytes: int = Field(
         default=8 * 2**20,
@@ -159,8 +189,21 @@ class Settings(BaseSettings):
 
     # --- local broker (`edgeml broker`) -------------------------------------------------------
     broker_port: int = Field(default=9092, ge=1, le=65535)
-    broker_home: Path = ROOT / "var" / "kafka"
-    kafka_cache: Path = ROOT / ".cache" / "kafka"
+    broker_home: Path = Field(default_factory=_under_home("var", "kafka"))
+    kafka_cache: Path = Field(default_factory=_under_home(".cache", "kafka"))
+
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        # Absolute once, here: a worker that changes directory later keeps the same folders.
+        return value.expanduser().absolute()
+
+    @field_validator(*_HOME_PATHS)
+    @classmethod
+    def _relative_to_home(cls, value: Path, info: ValidationInfo) -> Path:
+        home = info.data.get("home")  # absent only when `home` itself failed validation
+        value = value.expanduser()
+        return value if value.is_absolute() or home is None else home / value
 
     @field_validator("store")
     @classmethod
@@ -194,6 +237,14 @@ class Settings(BaseSettings):
             hop_s=self.analytics_hop_s,
             retention_s=self.analytics_retention_s,
         )
+
+    def seeds_registry(self) -> bool:
+        """True when `registry_root` is the default one (under `home`): callers that open it
+        first copy in the models the package ships and the root lacks
+        (`models.shipped.seed_registry`), so a fresh home serves the promoted failure model. A
+        root set explicitly (`EDGEML_REGISTRY_ROOT`, a test's `tmp_path`) is taken as it is:
+        an empty one means "no offline model"."""
+        return "registry_root" not in self.model_fields_set
 
     def web_url(self) -> str:
         """The URL other workers and clients reach this worker's web server at."""

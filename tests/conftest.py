@@ -89,7 +89,7 @@ def _local_broker(home: Path, free_port: Callable[[], int]) -> Iterator[str]:
             home,
             free_port(),
             controller_port=free_port(),
-            cache_dir=Settings().kafka_cache,
+            cache_dir=Settings(home=ROOT).kafka_cache,
             timeout_s=120.0,
             die_with_parent=True,  # a killed pytest does not leave a JVM behind
         )

@@ -15,15 +15,31 @@ from topics.catalog import MODEL_REGISTRY
 if TYPE_CHECKING:
     from models.registry import ModelRegistry
 
-__all__ = ["add_to"]
+__all__ = ["ROOT_OPTION", "add_to", "open_registry"]
 
-ROOT_OPTION = typer.Option(None, "--root", help="Registry root. [default: models/artifacts]")
+ROOT_OPTION = typer.Option(
+    None,
+    "--root",
+    help="Registry root. [default: EDGEML_REGISTRY_ROOT, else models/artifacts under EDGEML_HOME "
+    "or the working directory]",
+)
 
 
-def _registry(root: Path | None, threads: int = 1) -> ModelRegistry:
-    from models.registry import DEFAULT_ROOT, ModelRegistry
+def open_registry(root: Path | None, threads: int = 1) -> ModelRegistry:
+    """The registry `--root` names, else the settings' `registry_root`; never the package
+    folder unless that is the root (a checkout). The default root gets the shipped models
+    copied in on first use (`Settings.seeds_registry`), so `optimize` and `promote` write
+    next to a copy, not into site-packages."""
+    from models.registry import ModelRegistry
 
-    return ModelRegistry(root or DEFAULT_ROOT, threads=threads)
+    if root is None:
+        settings = Settings()
+        root = settings.registry_root
+        if settings.seeds_registry():
+            from models.shipped import seed_registry
+
+            seed_registry(root)
+    return ModelRegistry(root, threads=threads)
 
 
 def add_to(cli: typer.Typer) -> None:
@@ -42,7 +58,7 @@ def add_to(cli: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        registry = _registry(root)
+        registry = open_registry(root)
         manifests = registry.manifests(model_id)
         promoted = {mid: registry.promoted_version(mid) for mid in {m.model_id for m in manifests}}
         if as_json:
@@ -86,7 +102,7 @@ def add_to(cli: typer.Typer) -> None:
         root: Path | None = ROOT_OPTION,
     ) -> None:
         """Print one version's manifest (JSON)."""
-        manifest = _registry(root).manifest(model_id, version)
+        manifest = open_registry(root).manifest(model_id, version)
         typer.echo(manifest.to_json().rstrip())
 
     @models_cli.command()
@@ -102,7 +118,7 @@ def add_to(cli: typer.Typer) -> None:
         from app.errors import EdgeMLError
         from models.manifest import RegistryError
 
-        registry = _registry(root, threads)
+        registry = open_registry(root, threads)
         targets = (
             [(model_id, version)]
             if model_id is not None
@@ -138,7 +154,7 @@ def add_to(cli: typer.Typer) -> None:
         ),
     ) -> None:
         """Verify a version, make it the promoted one (atomic) and announce it to workers."""
-        registry = _registry(root)
+        registry = open_registry(root)
         before = registry.promoted_version(model_id)
         manifest = registry.promote(model_id, version)
         announcement = registry.announcement(model_id, version)

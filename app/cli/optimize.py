@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
 import typer
 
-__all__ = ["add_to"]
+from app.cli.models import ROOT_OPTION, open_registry
+from app.errors import EdgeMLError
 
-ROOT_OPTION = typer.Option(None, "--root", help="Registry root. [default: models/artifacts]")
+__all__ = ["MissingExtra", "add_to"]
+
+# Import names of the `train` extra: the optimizer scores quality with sklearn's metrics,
+# refits with sklearn (trees, prune), re-exports with skl2onnx and edits graphs with onnx /
+# onnxconverter-common. The `cli` extra alone does not bring them (an edge box's CLI should
+# not carry sklearn), so the command checks before it starts instead of failing half-way.
+TRAIN_MODULES = ("sklearn", "skl2onnx", "onnx", "onnxconverter_common")
+
+
+class MissingExtra(EdgeMLError):
+    """A command needs an optional dependency group that is not installed."""
+
 
 _HELP = """Run optimization steps on a registered ONNX model and print what each one measured:
 size, single-sample p50/p99, batch-of-64 throughput, session creation, and quality on the
@@ -55,11 +68,11 @@ def add_to(cli: typer.Typer) -> None:
         ),
         root: Path | None = ROOT_OPTION,
     ) -> None:
+        _require_train_extra()
         from rich.console import Console
 
         from models.manifest import QualityBudgetExceeded
         from models.optimize.pipeline import OBJECTIVES, optimize, parse_steps
-        from models.registry import DEFAULT_ROOT, ModelRegistry
 
         try:
             chosen = parse_steps(steps)
@@ -71,7 +84,7 @@ def add_to(cli: typer.Typer) -> None:
             )
         if not 0.0 < sparsity < 1.0:
             raise typer.BadParameter("must be in (0, 1)", param_hint="--sparsity")
-        registry = ModelRegistry(root or DEFAULT_ROOT, threads=threads)
+        registry = open_registry(root, threads)
         report = optimize(
             registry,
             model_id,
@@ -103,3 +116,12 @@ def add_to(cli: typer.Typer) -> None:
                 )
         if not report.within_budget:
             raise QualityBudgetExceeded(report.budget_message())
+
+
+def _require_train_extra() -> None:
+    missing = [name for name in TRAIN_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise MissingExtra(
+            f"edgeml optimize needs the train extra ({', '.join(missing)} not installed): "
+            "pip install 'edgeml[cli,train]'"
+        )

@@ -89,3 +89,13 @@ def test_without_a_promoted_model_the_worker_scores_with_the_online_model(
 def test_create_app_is_the_worker_app(settings_factory: Callable[..., Settings]) -> None:
     app = create_app(settings_factory())
     assert {"score_readings", "learn_maintenance", "aggregate_sites"} <= set(app.agents)
+
+
+def test_a_worker_in_a_fresh_home_serves_the_shipped_model(
+    settings_factory: Callable[..., Settings], tmp_path: Path
+) -> None:
+    home = tmp_path / "fresh-home"
+    built = build_worker(settings_factory(home=home))
+    assert built.scorer.failure_model is not None
+    assert built.scorer.model_ids["failure"].startswith(f"{FAILURE_MODEL_ID}@")
+    assert (home / "models" / "artifacts" / FAILURE_MODEL_ID).is_dir()

@@ -87,7 +87,7 @@ async def test_three_node_cluster_survives_a_stopped_node(
 ) -> None:
     ports = [unused_tcp_port_factory() for _ in range(3)]
     controller_ports = [unused_tcp_port_factory() for _ in range(3)]
-    cache = Settings().kafka_cache
+    cache = Settings(home=ROOT).kafka_cache
     nodes = broker.start_cluster(home, ports, controller_ports, cache_dir=cache)
     assert [(n.node_id, n.running) for n in nodes] == [(1, True), (2, True), (3, True)]
 

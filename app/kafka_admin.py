@@ -2,7 +2,8 @@
 
 `ensure_topics(settings)` is what `edgeml simulate`, `edgeml replay` and the worker call before
 producing; it creates every spec in `topics.catalog.ALL_TOPICS` with its partitions (or
-`Settings.topic_partitions`) and configs, and leaves existing topics alone.
+`Settings.topic_partitions`) and configs, and leaves existing topics alone. With `tables`
+(what the worker passes) it also creates the tables' changelog topics, as Faust would.
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ from collections.abc import Iterable
 
 from app.errors import EdgeMLError
 from app.settings import Settings
-from topics.catalog import ALL_TOPICS, TopicSpec
+from topics.catalog import ALL_TOPICS, TableSpec, TopicSpec
 
 __all__ = ["BrokerUnavailable", "ensure_topics", "publish"]
+
+
+_CHANGELOG = {"cleanup.policy": "compact"}  # what Faust gives a (non-windowed) table changelog
 
 
 class BrokerUnavailable(EdgeMLError):
@@ -21,9 +25,19 @@ class BrokerUnavailable(EdgeMLError):
 
 
 def ensure_topics(
-    settings: Settings, specs: Iterable[TopicSpec] = ALL_TOPICS, *, timeout_s: float = 15.0
+    settings: Settings,
+    specs: Iterable[TopicSpec] = ALL_TOPICS,
+    *,
+    tables: Iterable[TableSpec] = (),
+    timeout_s: float = 15.0,
 ) -> list[str]:
-    """Create the missing topics; return the broker-side names that were created."""
+    """Create the missing topics; return the broker-side names that were created.
+
+    A table's changelog is created here too when it is in `tables`: Faust creates changelogs
+    at start, but a pre-created source topic whose changelog the consumer's metadata did not
+    list yet crashed a worker's first commit with `PartitionsMismatch` ("the changelog topic
+    has 0 partitions"; seen in a two-worker start on a loaded machine).
+    """
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -41,15 +55,22 @@ def ensure_topics(
         ) from None
     try:
         existing = set(admin.list_topics())
+        wanted = [
+            (settings.topic(spec.name), spec.partitions or settings.topic_partitions, spec.config)
+            for spec in specs
+        ] + [
+            (table.changelog_topic(settings.app_id), settings.topic_partitions, _CHANGELOG)
+            for table in tables
+        ]
         missing = [
             NewTopic(
-                name=settings.topic(spec.name),
-                num_partitions=spec.partitions or settings.topic_partitions,
+                name=name,
+                num_partitions=partitions,
                 replication_factor=settings.topic_replication,
-                topic_configs=dict(spec.config),
+                topic_configs=dict(config),
             )
-            for spec in specs
-            if settings.topic(spec.name) not in existing
+            for name, partitions, config in wanted
+            if name not in existing
         ]
         created: list[str] = []
         for topic in missing:  # one by one: a concurrent creator only costs us that topic

@@ -40,7 +40,8 @@ def add_to(cli: typer.Typer) -> None:
         # later, even when Faust itself creates the topic a moment before.
         from app.kafka_admin import ensure_topics
         from app.settings import Settings
+        from topics.catalog import ALL_TABLES
 
-        ensure_topics(Settings())
+        ensure_topics(Settings(), tables=ALL_TABLES)
         sys.argv = ["faust", "-A", "app.main", "worker", "-l", level, *ctx.args]
         faust_cli()

@@ -77,8 +77,9 @@ def _fleet_count(base: str) -> int | None:
 # the first worker's predictions stop at seq 222 and the restarted worker's start at 231:
 # 223-230 (input offsets 669-691 of partition 0) were never predicted, although the committed
 # offset was 320 (__consumer_offsets): the restarted worker re-read them and emitted nothing,
-# with a state whose seq mark (221) was below them. Cause not yet found. The same-disk case and `make faults` R1f (kill -9 at random
-# points, fresh data dir) lost nothing. Not strict: a run that misses the window passes.
+# with a state whose seq mark (221) was below them. Cause not yet found. The same-disk case
+# and `make faults` R1f (kill -9 at random points, fresh data dir) lost nothing. Not strict:
+# a run that misses the window passes.
 _FRESH_DISK_LOSS = pytest.mark.xfail(
     reason="fresh-disk kill after a commit flush can lose readings (issue #9)", strict=False
 )

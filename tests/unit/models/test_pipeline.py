@@ -6,24 +6,11 @@ import orjson
 import pytest
 
 from models.pipeline import Inbound, Outbound, ReadingPipeline
-from models.scoring import DeviceState, Scorer
+from models.scoring import Scorer
+from models.stores import BytesStateStore
 from sim.generator import SimConfig, simulate
 
 NOW = 1_767_300_000.0
-
-
-class MemoryStore:
-    """Keeps states as bytes, like the table does, so every load decodes."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, bytes] = {}
-
-    def load(self, device_id: str, origin: int) -> DeviceState | None:
-        raw = self.data.get(device_id)
-        return DeviceState.from_bytes(raw) if raw else None
-
-    def save(self, device_id: str, state: DeviceState, origin: int) -> None:
-        self.data[device_id] = state.to_bytes()
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +36,7 @@ def test_one_prediction_per_reading_shaped_like_its_message(scorer: Scorer) -> N
         _message(_reading("a", 0, NOW - 10)),
         _message({"readings": [_reading("b", 0, NOW - 10), _reading("a", 1, NOW - 9)]}, 1),
     ]
-    result = pipeline.process(batch, MemoryStore())
+    result = pipeline.process(batch, BytesStateStore())
     single, envelope = (orjson.loads(r.value) for r in _by_role(result.outbound, "predictions"))
     assert (single["device_id"], single["seq"]) == ("a", 0)
     assert [(p["device_id"], p["seq"]) for p in envelope["predictions"]] == [("b", 0), ("a", 1)]
@@ -64,7 +51,7 @@ def test_bad_readings_become_dead_letters_with_origin_and_reason(scorer: Scorer)
         Inbound(b"k", b"{oops", "sensor-readings", 2, 41),
         _message({"readings": [_reading("a", 0, NOW), bad]}, offset=42, partition=2),
     ]
-    result = pipeline.process(batch, MemoryStore())
+    result = pipeline.process(batch, BytesStateStore())
     letters = _by_role(result.outbound, "dlq")
     assert result.dead_letters == 2 and len(letters) == 2
     first, second = (dict(letter.headers or []) for letter in letters)
@@ -83,7 +70,7 @@ def test_state_carries_across_batches_as_in_one_batch(scorer: Scorer) -> None:
     scores = []
     for size in (1, 7, len(messages)):
         pipeline = ReadingPipeline(Scorer(), clock=lambda: NOW)
-        store = MemoryStore()
+        store = BytesStateStore()
         outcomes = []
         for start in range(0, len(messages), size):
             outcomes += pipeline.process(messages[start : start + size], store).scored
@@ -96,7 +83,7 @@ def test_state_carries_across_batches_as_in_one_batch(scorer: Scorer) -> None:
 
 def test_late_readings_are_scored_flagged_and_copied(scorer: Scorer) -> None:
     pipeline = ReadingPipeline(scorer, clock=lambda: NOW)
-    store = MemoryStore()
+    store = BytesStateStore()
     pipeline.process([_message(_reading("a", i, NOW - 100 + i)) for i in range(50)], store)
     result = pipeline.process([_message(_reading("a", 50, NOW - 100))], store)
     assert result.late == 1
@@ -109,7 +96,7 @@ def test_late_readings_are_scored_flagged_and_copied(scorer: Scorer) -> None:
 def test_a_quiet_device_is_expired_against_its_partition_watermark(scorer: Scorer) -> None:
     clock = [NOW]
     pipeline = ReadingPipeline(scorer, clock=lambda: clock[0], sweep_every_s=0)
-    store = MemoryStore()
+    store = BytesStateStore()
     pipeline.process([_message(_reading("quiet", i, NOW - 2000 + i)) for i in range(80)], store)
     assert "quiet" in pipeline._seen
     timeout = scorer.config.features.idle_timeout_s
@@ -120,8 +107,8 @@ def test_a_quiet_device_is_expired_against_its_partition_watermark(scorer: Score
 def test_malformed_maintenance_events_are_dead_lettered(scorer: Scorer) -> None:
     pipeline = ReadingPipeline(scorer, clock=lambda: NOW)
     out = pipeline.learn_maintenance(
-        _message({"device_id": "a", "kind": "exploded"}), MemoryStore()
+        _message({"device_id": "a", "kind": "exploded"}), BytesStateStore()
     )
     assert [o.role for o in out] == ["dlq"]
     ok = {"device_id": "a", "ts": NOW - 5, "kind": "failure"}
-    assert pipeline.learn_maintenance(_message(ok), MemoryStore()) == []
+    assert pipeline.learn_maintenance(_message(ok), BytesStateStore()) == []

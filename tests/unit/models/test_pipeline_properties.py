@@ -20,24 +20,11 @@ from hypothesis import strategies as st
 
 from models.pipeline import BatchResult, Inbound, ReadingPipeline
 from models.scoring import DeviceState, Scorer
+from models.stores import BytesStateStore
 from models.validation import ValidationLimits
 
 NOW = 1_767_300_000.0
 PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-class BytesStore:
-    """States as bytes (every load decodes), like the worker's table."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, bytes] = {}
-
-    def load(self, device_id: str, origin: int) -> DeviceState | None:
-        raw = self.data.get(device_id)
-        return DeviceState.from_bytes(raw) if raw else None
-
-    def save(self, device_id: str, state: DeviceState, origin: int) -> None:
-        self.data[device_id] = state.to_bytes()
 
 
 class ObjectStore:
@@ -190,7 +177,7 @@ def test_every_message_is_answered_and_every_output_is_valid(
     limits = ValidationLimits(max_abs_value=1e100) if wide else ValidationLimits()
     pipeline = ReadingPipeline(Scorer(), limits, clock=lambda: NOW)
     reference = ReadingPipeline(Scorer(), limits, clock=lambda: NOW)
-    store, objects = BytesStore(), ObjectStore()
+    store, objects = BytesStateStore(), ObjectStore()
     warm = _warm_up()
     pipeline.process(warm, store)
     reference.process(warm, objects)
@@ -215,7 +202,7 @@ def test_any_numbers_on_a_warm_device_give_finite_scores(values: list[Any], gap:
     """The models' bounds alone (validation at its widest): scores stay in [0, 1]."""
     limits = ValidationLimits(max_abs_value=1e100)
     pipeline = ReadingPipeline(Scorer(), limits, clock=lambda: NOW)
-    store = BytesStore()
+    store = BytesStateStore()
     pipeline.process(_warm_up(), store)
     start = NOW - 9_000 + gap
     batch = _numbered(

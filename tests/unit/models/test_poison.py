@@ -16,24 +16,11 @@ import pytest
 from models.detectors import DetectorStateError, ResidualDetector
 from models.pipeline import BatchResult, Inbound, Outbound, ReadingPipeline
 from models.scoring import DeviceState, ScoredReading, Scorer
+from models.stores import BytesStateStore
 from models.validation import ValidationLimits, parse_message
 from topics.records import SensorReading
 
 NOW = 1_767_300_000.0
-
-
-class MemoryStore:
-    """States as bytes, like the worker's table: every load decodes."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, bytes] = {}
-
-    def load(self, device_id: str, origin: int) -> DeviceState | None:
-        raw = self.data.get(device_id)
-        return DeviceState.from_bytes(raw) if raw else None
-
-    def save(self, device_id: str, state: DeviceState, origin: int) -> None:
-        self.data[device_id] = state.to_bytes()
 
 
 def _reading(device: str, seq: int, ts: float, value: float | None = None) -> dict[str, object]:
@@ -67,7 +54,7 @@ def _pipeline(limits: ValidationLimits | None = None) -> ReadingPipeline:
     return ReadingPipeline(Scorer(), limits, clock=lambda: NOW)
 
 
-def _warm(pipeline: ReadingPipeline, store: MemoryStore, device: str, n: int = 400) -> None:
+def _warm(pipeline: ReadingPipeline, store: BytesStateStore, device: str, n: int = 400) -> None:
     start = NOW - 5000
     batch = [_message(_reading(device, i, start + i), i) for i in range(n)]
     result = pipeline.process(batch, store)
@@ -80,7 +67,7 @@ def _scores(result: BatchResult) -> list[float]:
 
 # --- huge values ------------------------------------------------------------------------------
 def test_huge_values_go_to_the_dlq_and_normal_readings_keep_being_scored() -> None:
-    pipeline, store = _pipeline(), MemoryStore()
+    pipeline, store = _pipeline(), BytesStateStore()
     _warm(pipeline, store, "a")
     start = NOW - 5000 + 400
     poison = [_message(_reading("a", 400 + i, start + i, 1e308), i) for i in range(20)]
@@ -111,7 +98,7 @@ def test_the_models_stay_finite_whatever_value_gets_past_validation(value: float
 
 
 def test_a_huge_value_on_a_warmed_up_device_is_flagged_not_fatal() -> None:
-    pipeline, store = _pipeline(ValidationLimits(max_abs_value=1e100)), MemoryStore()
+    pipeline, store = _pipeline(ValidationLimits(max_abs_value=1e100)), BytesStateStore()
     _warm(pipeline, store, "a")
     result = pipeline.process([_message(_reading("a", 400, NOW - 4600, 1e100))], store)
     assert result.readings == 1 and result.scored[0].is_anomaly
@@ -149,7 +136,7 @@ def test_the_detector_refuses_a_poisoned_metric_state() -> None:
 # --- undecodable input --------------------------------------------------------------------------
 @pytest.mark.parametrize("depth", [1_025, 3_000, 5_000])
 def test_deeply_nested_json_is_a_dead_letter_and_the_rest_is_scored(depth: int) -> None:
-    pipeline, store = _pipeline(), MemoryStore()
+    pipeline, store = _pipeline(), BytesStateStore()
     deep = b"[" * depth + b"]" * depth
     # a NaN token sends it to the stdlib parser too, which recursed into a RecursionError
     deep_nan = b'{"b": ' + b"[" * depth + b"]" * depth + b', "a": NaN}'
@@ -164,7 +151,7 @@ def test_deeply_nested_json_is_a_dead_letter_and_the_rest_is_scored(depth: int) 
 def test_an_envelope_item_too_deep_to_write_back_dead_letters_the_whole_message() -> None:
     item = b"[" * 300 + b"]" * 300  # orjson reads 1,024 levels but writes 254
     raw = b'{"readings": [' + orjson.dumps(_reading("a", 0, NOW - 10)) + b", " + item + b"]}"
-    result = _pipeline().process([_message(raw)], MemoryStore())
+    result = _pipeline().process([_message(raw)], BytesStateStore())
     (letter,) = _role(result.outbound, "dlq")
     assert letter.value == raw and result.readings == 1
     assert dict(letter.headers or [])["edgeml.batch.index"] == b"1"
@@ -172,7 +159,7 @@ def test_an_envelope_item_too_deep_to_write_back_dead_letters_the_whole_message(
 
 # --- failures while scoring one device ---------------------------------------------------------
 def test_a_poisoned_state_dead_letters_that_device_only_and_it_recovers() -> None:
-    pipeline, store = _pipeline(), MemoryStore()
+    pipeline, store = _pipeline(), BytesStateStore()
     _warm(pipeline, store, "a")
     _warm(pipeline, store, "b")
     poisoned = DeviceState.from_bytes(store.data["a"])
@@ -204,7 +191,7 @@ def test_a_poisoned_state_dead_letters_that_device_only_and_it_recovers() -> Non
 
 
 def test_a_state_that_does_not_load_is_replaced_and_counted() -> None:
-    pipeline, store = _pipeline(), MemoryStore()
+    pipeline, store = _pipeline(), BytesStateStore()
     store.data["a"] = b"EDS2\xff\xff\xff\x00garbage"
     store.data["b"] = b"\x00"
     batch = [_message(_reading("a", 0, NOW - 10), 0), _message(_reading("b", 0, NOW - 10), 1)]
@@ -233,7 +220,7 @@ def test_an_exception_in_one_device_keeps_the_failure_model_call_for_the_others(
 
     pipeline = ReadingPipeline(FailingFor(failure_model=CountingModel()), clock=lambda: NOW)
     batch = [_message(_reading(d, 0, NOW - 10), i) for i, d in enumerate(["x", "bad", "y"])]
-    result = pipeline.process(batch, MemoryStore())
+    result = pipeline.process(batch, BytesStateStore())
     assert calls == [2] and result.scoring_errors == 1
     assert [o.failure_prob for o in result.scored] == [0.25, 0.25]
     (letter,) = _role(result.outbound, "dlq")
@@ -242,7 +229,7 @@ def test_an_exception_in_one_device_keeps_the_failure_model_call_for_the_others(
 
 # --- re-deliveries and duplicates ---------------------------------------------------------------
 def test_redelivered_readings_are_not_learned_counted_late_or_predicted_again() -> None:
-    pipeline, store = _pipeline(), MemoryStore()
+    pipeline, store = _pipeline(), BytesStateStore()
     start = NOW - 5000
     first = [_message(_reading("a", i, start + i), i) for i in range(300)]
     pipeline.process(first, store)
@@ -256,14 +243,14 @@ def test_duplicates_inside_one_batch_are_scored_once() -> None:
     pipeline = _pipeline()
     one = _reading("a", 5, NOW - 10)
     envelope = {"readings": [one, _reading("a", 6, NOW - 9), one]}
-    result = pipeline.process([_message(one, 0), _message(envelope, 1)], MemoryStore())
+    result = pipeline.process([_message(one, 0), _message(envelope, 1)], BytesStateStore())
     assert result.redelivered == 2 and result.readings == 2
     (single, batched) = (orjson.loads(r.value) for r in _role(result.outbound, "predictions"))
     assert single["seq"] == 5 and [p["seq"] for p in batched["predictions"]] == [6]
 
 
 def test_a_counter_restart_with_newer_event_time_is_scored() -> None:
-    pipeline, store = _pipeline(), MemoryStore()
+    pipeline, store = _pipeline(), BytesStateStore()
     start = NOW - 5000
     pipeline.process([_message(_reading("a", 1000 + i, start + i), i) for i in range(100)], store)
     result = pipeline.process(
@@ -292,7 +279,7 @@ def test_states_of_the_previous_format_still_load() -> None:
 
 # --- time outliers ------------------------------------------------------------------------------
 def test_one_reading_far_in_the_future_does_not_make_the_next_ones_late() -> None:
-    pipeline, store = _pipeline(), MemoryStore()
+    pipeline, store = _pipeline(), BytesStateStore()
     start = NOW - 4000
     pipeline.process([_message(_reading("a", i, start + i), i) for i in range(300)], store)
     future = pipeline.process([_message(_reading("a", 300, start + 300 + 3000))], store)
@@ -307,7 +294,7 @@ def test_one_reading_far_in_the_future_does_not_make_the_next_ones_late() -> Non
 
 
 def test_two_readings_that_agree_on_a_jump_move_the_watermark() -> None:
-    pipeline, store = _pipeline(), MemoryStore()
+    pipeline, store = _pipeline(), BytesStateStore()
     start = NOW - 4000
     pipeline.process([_message(_reading("a", i, start + i), i) for i in range(100)], store)
     back = start + 100 + 2000  # the device was off for 2,000 s

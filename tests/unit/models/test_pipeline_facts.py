@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 
 from models.pipeline import BatchResult, Inbound, ReadingPipeline, Rejected
 from models.scoring import DeviceState, ScoredReading, Scorer
+from models.stores import BytesStateStore
 from tests.unit.models.test_pipeline_properties import (
     NOW,
     PROPERTY,
-    BytesStore,
     _warm_up,
     keys,
     payloads,
@@ -112,7 +112,7 @@ def test_origins_name_the_message_each_reading_came_from() -> None:
         _message(b"gw-1", {"readings": [_reading("dev-b", 2, NOW - 49)]}, 1, 22),
         _message(b"dev-a", _reading("dev-a", 2, NOW - 49), 0, 12),
     ]
-    result = pipeline.process(batch, BytesStore())
+    result = pipeline.process(batch, BytesStateStore())
     assert [(o.reading.device_id, origin) for o, origin in zip(result.scored, result.origins,
                                                                  strict=True)] == [
         ("dev-a", 0), ("dev-b", 1), ("dev-c", 1), ("dev-d", 3), ("dev-c", 4), ("dev-b", 5),
@@ -127,7 +127,7 @@ def test_origins_name_the_message_each_reading_came_from() -> None:
 
 def test_redelivered_readings_have_no_origin_and_scoring_errors_keep_theirs() -> None:
     pipeline = ReadingPipeline(FailingFor("bad"), clock=lambda: NOW)
-    store = BytesStore()
+    store = BytesStateStore()
     first = [_message(b"a", _reading("a", 1, NOW - 50), 0, 0)]
     pipeline.process(first, store)
     readings = [_reading("bad", 1, NOW - 50), _reading("a", 2, NOW - 49), _reading("bad", 2, NOW)]
@@ -151,7 +151,7 @@ def test_redelivered_readings_have_no_origin_and_scoring_errors_keep_theirs() ->
 def test_alert_events_are_the_alerts_sent_with_their_scored_at() -> None:
     clock = iter([NOW, NOW + 0.25] * 1000)
     pipeline = ReadingPipeline(Scorer(), clock=lambda: next(clock))
-    store = BytesStore()
+    store = BytesStateStore()
     warm = [_message(b"a", _reading("a", i, NOW - 3000 + i), 0, i) for i in range(200)]
     pipeline.process(warm, store)
     spike = [_message(b"a", _reading("a", 200 + i, NOW - 2800 + i, 1e4), 0, 200 + i)
@@ -175,7 +175,7 @@ def test_facts_match_the_bytes_for_any_input(
     first: list[bytes], second: list[bytes], redeliver: bool, keys_: list[bytes]
 ) -> None:
     pipeline = ReadingPipeline(FailingFor("d2"), clock=lambda: NOW)  # d2: ScoringErrors too
-    store = BytesStore()
+    store = BytesStateStore()
     pipeline.process(_warm_up(), store)
     batches = [_numbered(first, keys_[:6], 1000), _numbered(second, keys_[6:], 2000)]
     if redeliver:

@@ -21,6 +21,7 @@ import faust
 from agents import analytics, maintenance, model_updates, score
 from agents.analytics import AnalyticsObserver, AnalyticsStores
 from agents.publish import Publisher
+from agents.recovery import hold_delivery_until_seeked
 from agents.score import BatchObserver, BatchProgress
 from agents.state import device_states
 from agents.writeback import CommitFlusher, KillAfterFlush, WriteBackTable, WriteStage
@@ -129,6 +130,7 @@ def _faust_app(settings: Settings) -> faust.App:
 def build_worker(settings: Settings) -> Worker:
     """Build a fresh worker: one app and every part of it, wired (see the module docstring)."""
     app = _faust_app(settings)
+    hold_delivery_until_seeked(app)  # no input lost to the post-recovery seek (issue #9)
     layout = settings.topic_layout()
     topics = declare_topics(app, layout)
     tables = declare_tables(app, layout)

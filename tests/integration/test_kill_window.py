@@ -71,21 +71,13 @@ def _fleet_count(base: str) -> int | None:
     return None if not totals else int(totals["count"])
 
 
-# Known bug, open in issue #9: with a fresh data dir (state recovered from the changelogs
-# only) a kill right after a commit flush lost predictions in 2 of 3 runs on 2026-12-01 (77 and
-# 6 readings, none on the DLQ). In the 77 run, dev-0001's changelog held seq 221 at the kill,
-# the first worker's predictions stop at seq 222 and the restarted worker's start at 231:
-# 223-230 (input offsets 669-691 of partition 0) were never predicted, although the committed
-# offset was 320 (__consumer_offsets): the restarted worker re-read them and emitted nothing,
-# with a state whose seq mark (221) was below them. Cause not yet found. The same-disk case
-# and `make faults` R1f (kill -9 at random points, fresh data dir) lost nothing. Not strict:
-# a run that misses the window passes.
-_FRESH_DISK_LOSS = pytest.mark.xfail(
-    reason="fresh-disk kill after a commit flush can lose readings (issue #9)", strict=False
-)
+# Issue #9: with a fresh data dir (state recovered from the changelogs) this lost 77 and 6
+# readings in 2 of 3 runs (none on the DLQ): Faust resumes the input partitions before its
+# post-recovery seek and clears the agents' queues after it, dropping what was fetched in
+# between (`agents.recovery`, tests/agents/test_recovery.py).
 
 
-@pytest.mark.parametrize("disk", ["same-disk", pytest.param("fresh-disk", marks=_FRESH_DISK_LOSS)])
+@pytest.mark.parametrize("disk", ["same-disk", "fresh-disk"])
 def test_a_kill_between_state_flush_and_offset_commit_is_harmless(
     disk: str,
     settings_factory: Callable[..., Settings],

@@ -21,7 +21,7 @@ from typing import Any
 
 from app.errors import EdgeMLError
 from app.settings import Settings
-from app.tail import TailFilter, follow
+from app.tail import TailFilter, tail_topic
 
 __all__ = ["DemoError", "DemoPlan", "run_demo"]
 
@@ -144,9 +144,12 @@ def run_demo(
             f"~{plan.warmup_s:g} s (log: {sim_log}); live alerts below, Ctrl-C to stop"
         )
         try:
-            return asyncio.run(
-                follow(settings, "alerts", on_alert, where=TailFilter(), timeout_s=plan.duration_s)
+            outcome = asyncio.run(
+                tail_topic(
+                    settings, "alerts", on_alert, where=TailFilter(), timeout_s=plan.duration_s
+                )
             )
+            return outcome.matched
         except KeyboardInterrupt:
             say("stopping the worker and the simulator (the broker keeps running)")
             return 0

@@ -22,7 +22,7 @@ from app.kafka_admin import BrokerUnavailable
 from app.settings import Settings
 from topics import catalog
 
-__all__ = ["SEVERITIES", "TAIL_TOPICS", "TailFilter", "TailOutcome", "follow", "tail_topic"]
+__all__ = ["SEVERITIES", "TAIL_TOPICS", "TailFilter", "TailOutcome", "tail_topic"]
 
 TAIL_TOPICS = {
     "alerts": catalog.ALERTS,
@@ -91,35 +91,6 @@ class TailOutcome:
     stopped_by: str = "timeout"
 
 
-async def follow(
-    settings: Settings,
-    kind: str,
-    on_record: Callable[[dict[str, Any]], None],
-    *,
-    where: TailFilter = TailFilter(),
-    from_beginning: bool = False,
-    limit: int | None = None,
-    timeout_s: float | None = None,
-    on_ready: Callable[[str], None] | None = None,
-) -> int:
-    """Consume `kind` until `limit` records matched or `timeout_s` passed; returns the count.
-
-    `on_ready(topic)` is called once the consumer holds every partition at its start position
-    (records produced after that are seen).
-    """
-    outcome = await tail_topic(
-        settings,
-        kind,
-        on_record,
-        where=where,
-        from_beginning=from_beginning,
-        limit=limit,
-        timeout_s=timeout_s,
-        on_ready=on_ready,
-    )
-    return outcome.matched
-
-
 async def tail_topic(
     settings: Settings,
     kind: str,
@@ -132,9 +103,11 @@ async def tail_topic(
     until_end: bool = False,
     on_ready: Callable[[str], None] | None = None,
 ) -> TailOutcome:
-    """`follow`, reporting how it ended; with `until_end` it also stops once it has read every
-    partition up to the end offsets it found when it started. Raises `BrokerUnavailable` (one
-    line) when the broker cannot be reached."""
+    """Consume `kind` until `limit` records matched or `timeout_s` passed, and say how it ended;
+    with `until_end` it also stops once it has read every partition up to the end offsets it
+    found when it started. `on_ready(topic)` is called once the consumer holds every partition
+    at its start position (records produced after that are seen). Raises `BrokerUnavailable`
+    (one line) when the broker cannot be reached."""
     outcome = TailOutcome(topic=settings.topic(TAIL_TOPICS[kind].name))
     config = settings.consumer_config(None)
     config["client_id"] = f"edgeml-tail-{uuid.uuid4().hex[:8]}"

@@ -8,6 +8,9 @@ COPY topics ./topics
 COPY models ./models
 COPY sim ./sim
 COPY infra ./infra
+COPY training ./training
+# edgeml/ holds one symlink per folder above: the installed namespace (edgeml.app, ...)
+COPY edgeml ./edgeml
 RUN pip install --no-cache-dir .
 ENV EDGEML_WEB_HOST=0.0.0.0 \
     EDGEML_DATA_DIR=/var/lib/edgeml

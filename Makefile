@@ -21,8 +21,8 @@ install: $(STAMP) ## Create .venv and install the project with dev tools
 demo: $(STAMP) ## The main job: broker, worker, simulator, live alerts, web page URL
 	$(BIN)/edgeml demo
 
-test: $(STAMP) ## All tests: unit, agents and integration (starts a real Kafka broker itself)
-	$(BIN)/pytest
+test: $(STAMP) ## All tests: unit, agents, integration (own Kafka broker); fails below 90% coverage
+	$(BIN)/pytest --cov --cov-report=term-missing:skip-covered --cov-fail-under=90
 
 test-unit: $(STAMP) ## Unit and agent tests only (no broker)
 	$(BIN)/pytest tests/unit tests/agents

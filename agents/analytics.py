@@ -48,8 +48,8 @@ from typing import Any, cast
 import faust
 import orjson
 
-from agents.writeback import WriteBackTable, WriteStage
-from models.analytics import (
+from edgeml.agents.writeback import WriteBackTable, WriteStage
+from edgeml.models.analytics import (
     AnalyticsWindows,
     KeyHead,
     KeyPartial,
@@ -61,8 +61,8 @@ from models.analytics import (
     roll_up_by_source,
     sweep_idle,
 )
-from models.pipeline import BatchResult
-from topics.analytics import AnalyticsTables
+from edgeml.models.pipeline import BatchResult
+from edgeml.topics.analytics import AnalyticsTables
 
 __all__ = [
     "AnalyticsObserver",

@@ -6,12 +6,12 @@ from typing import cast
 
 import faust
 
-from agents.publish import Publisher
-from agents.score import inbound
-from agents.state import TableStateStore
-from agents.writeback import WriteBackTable
-from models.pipeline import ReadingPipeline
-from models.scoring import DeviceState
+from edgeml.agents.publish import Publisher
+from edgeml.agents.score import inbound
+from edgeml.agents.state import TableStateStore
+from edgeml.agents.writeback import WriteBackTable
+from edgeml.models.pipeline import ReadingPipeline
+from edgeml.models.scoring import DeviceState
 
 __all__ = ["register"]
 

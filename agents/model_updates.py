@@ -16,9 +16,9 @@ from typing import Any
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from models.pipeline import ReadingPipeline
-from models.registry import ModelRegistry
-from topics.errors import EdgeMLError
+from edgeml.models.pipeline import ReadingPipeline
+from edgeml.models.registry import ModelRegistry
+from edgeml.topics.errors import EdgeMLError
 
 __all__ = ["register"]
 

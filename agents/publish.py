@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import faust
 
-from models.pipeline import Outbound, Role
-from topics.declare import Topics
+from edgeml.models.pipeline import Outbound, Role
+from edgeml.topics.declare import Topics
 
 __all__ = ["Publisher"]
 

@@ -8,11 +8,11 @@ from typing import cast
 
 import faust
 
-from agents.publish import Publisher
-from agents.state import TableStateStore
-from agents.writeback import WriteBackTable
-from models.pipeline import BatchResult, Inbound, ReadingPipeline
-from models.scoring import DeviceState
+from edgeml.agents.publish import Publisher
+from edgeml.agents.state import TableStateStore
+from edgeml.agents.writeback import WriteBackTable
+from edgeml.models.pipeline import BatchResult, Inbound, ReadingPipeline
+from edgeml.models.scoring import DeviceState
 
 __all__ = ["BatchObserver", "BatchProgress", "inbound", "register"]
 

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import faust
 
-from agents.writeback import WriteBackTable
-from models.scoring import DeviceState
+from edgeml.agents.writeback import WriteBackTable
+from edgeml.models.scoring import DeviceState
 
 __all__ = ["TableStateStore", "device_states"]
 

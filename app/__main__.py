@@ -1,5 +1,5 @@
-"""`python -m app ...` is the `edgeml` CLI (so `python -m app worker` runs a worker)."""
+"""`python -m edgeml.app ...` is the `edgeml` CLI (`python -m edgeml.app worker` runs a worker)."""
 
-from app.cli import main
+from edgeml.app.console import main
 
 main()

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.errors import EdgeMLError
-from app.settings import Settings
-from app.tail import TailFilter, tail_topic
+from edgeml.app.errors import EdgeMLError
+from edgeml.app.settings import Settings
+from edgeml.app.tail import TailFilter, tail_topic
 
 __all__ = ["DemoError", "DemoPlan", "run_demo"]
 
@@ -45,7 +45,7 @@ class DemoPlan:
 
 
 def _ensure_broker(settings: Settings, say: Callable[[str], None]) -> None:
-    from infra.kafka import broker
+    from edgeml.infra.kafka import broker
 
     if settings.bootstrap_servers != f"127.0.0.1:{settings.broker_port}":
         say(f"using the broker at {settings.bootstrap_servers}")
@@ -63,7 +63,7 @@ def _ensure_broker(settings: Settings, say: Callable[[str], None]) -> None:
 def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "app", *args],
+            [sys.executable, "-m", "edgeml.app", *args],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -102,7 +102,7 @@ def run_demo(
     on_alert: Callable[[dict[str, Any]], None],
 ) -> int:
     """Run the demo until Ctrl-C or `plan.duration_s`; returns the number of alerts shown."""
-    from app.kafka_admin import ensure_topics
+    from edgeml.app.kafka_admin import ensure_topics
 
     _ensure_broker(settings, say)
     ensure_topics(settings)

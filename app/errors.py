@@ -3,6 +3,6 @@ so that `models/`, `agents/` and `infra/` raise subclasses of it without importi
 
 from __future__ import annotations
 
-from topics.errors import ConfigError, EdgeMLError
+from edgeml.topics.errors import ConfigError, EdgeMLError
 
 __all__ = ["ConfigError", "EdgeMLError"]

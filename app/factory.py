@@ -2,7 +2,8 @@
 every part wired into it (topics, tables, model registry, scorer, pipeline, publisher, metrics,
 observers, analytics, sensors, web views) and returns them together as a `Worker`.
 
-`create_app(settings)` is `build_worker(settings).app`, for `faust -A app.main worker` and the
+`create_app(settings)` is `build_worker(settings).app`, for `faust -A edgeml.app.main worker` and
+the
 CLI; tests build a fresh `Worker` per test with `memory://` stores and reach its parts as
 attributes. Nothing here reads the disk in a constructor: the failure model the scorer serves
 at start-up is loaded here, from the one `ModelRegistry` (with `onnx_threads`) that hot swaps
@@ -18,27 +19,27 @@ from typing import Any
 
 import faust
 
-from agents import analytics, maintenance, model_updates, score
-from agents.analytics import AnalyticsObserver, AnalyticsStores
-from agents.publish import Publisher
-from agents.recovery import hold_delivery_until_seeked
-from agents.score import BatchObserver, BatchProgress
-from agents.state import device_states
-from agents.writeback import CommitFlusher, KillAfterFlush, WriteBackTable, WriteStage
-from app import lifecycle, observability
-from app.lifecycle import AgentCrashSupervisor, life_of
-from app.metrics import LagCollector, Metrics, guarded
-from app.settings import Settings
-from app.web.alerts import AlertFeed
-from models.analytics import AnalyticsWindows
-from models.pipeline import ReadingPipeline
-from models.registry import FAILURE_MODEL_ID, ModelRegistry
-from models.scoring import DeviceState, Scorer
-from models.shipped import seed_registry
-from models.validation import ValidationLimits
-from topics.analytics import AnalyticsTables, declare_analytics
-from topics.catalog import MODEL_REGISTRY
-from topics.declare import Tables, Topics, declare_tables, declare_topics
+from edgeml.agents import analytics, maintenance, model_updates, score
+from edgeml.agents.analytics import AnalyticsObserver, AnalyticsStores
+from edgeml.agents.publish import Publisher
+from edgeml.agents.recovery import hold_delivery_until_seeked
+from edgeml.agents.score import BatchObserver, BatchProgress
+from edgeml.agents.state import device_states
+from edgeml.agents.writeback import CommitFlusher, KillAfterFlush, WriteBackTable, WriteStage
+from edgeml.app import lifecycle, observability
+from edgeml.app.lifecycle import AgentCrashSupervisor, life_of
+from edgeml.app.metrics import LagCollector, Metrics, guarded
+from edgeml.app.settings import Settings
+from edgeml.app.web.alerts import AlertFeed
+from edgeml.models.analytics import AnalyticsWindows
+from edgeml.models.pipeline import ReadingPipeline
+from edgeml.models.registry import FAILURE_MODEL_ID, ModelRegistry
+from edgeml.models.scoring import DeviceState, Scorer
+from edgeml.models.shipped import seed_registry
+from edgeml.models.validation import ValidationLimits
+from edgeml.topics.analytics import AnalyticsTables, declare_analytics
+from edgeml.topics.catalog import MODEL_REGISTRY
+from edgeml.topics.declare import Tables, Topics, declare_tables, declare_topics
 
 __all__ = ["Worker", "build_worker", "create_app"]
 
@@ -212,5 +213,5 @@ def build_worker(settings: Settings) -> Worker:
 
 
 def create_app(settings: Settings) -> faust.App:
-    """The worker's Faust app (`build_worker(settings).app`): what `faust -A app.main` runs."""
+    """The worker's Faust app (`build_worker(settings).app`): `faust -A edgeml.app.main` runs it."""
     return build_worker(settings).app

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from app.errors import EdgeMLError
-from app.settings import Settings
-from topics.catalog import ALL_TOPICS, TableSpec, TopicSpec
+from edgeml.app.errors import EdgeMLError
+from edgeml.app.settings import Settings
+from edgeml.topics.catalog import ALL_TOPICS, TableSpec, TopicSpec
 
 __all__ = ["BrokerUnavailable", "ensure_topics", "publish"]
 

@@ -31,7 +31,7 @@ import faust
 from faust.types import AppT
 from mode import OneForOneSupervisor, ServiceT
 
-from app.outage import BrokerOutageFilter
+from edgeml.app.outage import BrokerOutageFilter
 
 __all__ = [
     "EXIT_AGENT_CRASHED",

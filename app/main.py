@@ -1,10 +1,10 @@
-"""The module-level app for Faust's own CLI: `faust -A app.main worker -l info`."""
+"""The module-level app for Faust's own CLI: `faust -A edgeml.app.main worker -l info`."""
 
 from __future__ import annotations
 
-from app.factory import create_app
-from app.process import configure_process
-from app.settings import Settings
+from edgeml.app.factory import create_app
+from edgeml.app.process import configure_process
+from edgeml.app.settings import Settings
 
 __all__ = ["app", "settings"]
 

@@ -36,8 +36,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
-from models.pipeline import BatchResult
-from models.scoring import ScoredReading
+from edgeml.models.pipeline import BatchResult
+from edgeml.models.scoring import ScoredReading
 
 __all__ = [
     "CONTENT_TYPE",

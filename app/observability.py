@@ -14,15 +14,15 @@ from dataclasses import dataclass
 
 import faust
 
-from agents.analytics import AnalyticsStores
-from agents.score import BatchProgress
-from app.metrics import LagCollector, Metrics
-from app.settings import Settings
-from app.web import register_web
-from app.web.alerts import AlertFeed
-from models.analytics import AnalyticsWindows
-from models.scoring import Scorer
-from topics.analytics import AnalyticsTables
+from edgeml.agents.analytics import AnalyticsStores
+from edgeml.agents.score import BatchProgress
+from edgeml.app.metrics import LagCollector, Metrics
+from edgeml.app.settings import Settings
+from edgeml.app.web import register_web
+from edgeml.app.web.alerts import AlertFeed
+from edgeml.models.analytics import AnalyticsWindows
+from edgeml.models.scoring import Scorer
+from edgeml.topics.analytics import AnalyticsTables
 
 __all__ = ["Observability", "register"]
 

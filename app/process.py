@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from app.settings import Settings
+from edgeml.app.settings import Settings
 
 __all__ = ["configure_process"]
 

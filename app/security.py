@@ -19,10 +19,10 @@ from __future__ import annotations
 import ssl
 from typing import TYPE_CHECKING, Any, get_args
 
-from app.errors import ConfigError
+from edgeml.app.errors import ConfigError
 
 if TYPE_CHECKING:
-    from app.settings import Settings
+    from edgeml.app.settings import Settings
 
 __all__ = [
     "SASL_PROTOCOLS",
@@ -39,7 +39,7 @@ SASL_PROTOCOLS = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
 
 def sasl_mechanisms() -> tuple[str, ...]:
     """The SASL mechanisms `EDGEML_SASL_MECHANISM` accepts (from the field's type)."""
-    from app.settings import Settings
+    from edgeml.app.settings import Settings
 
     annotation = Settings.model_fields["sasl_mechanism"].annotation
     return tuple(m for arg in get_args(annotation) for m in get_args(arg))

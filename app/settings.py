@@ -22,8 +22,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 if TYPE_CHECKING:
     import ssl
 
-    from models.analytics import AnalyticsWindows
-    from topics.layout import TopicLayout
+    from edgeml.models.analytics import AnalyticsWindows
+    from edgeml.topics.layout import TopicLayout
 
 __all__ = ["Settings"]
 
@@ -214,7 +214,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _valid_security(self) -> Settings:
-        from app.security import check_security
+        from edgeml.app.security import check_security
 
         check_security(self)
         return self
@@ -229,7 +229,7 @@ class Settings(BaseSettings):
 
     def analytics_windows(self) -> AnalyticsWindows:
         """The analytics window layout (`models.analytics.AnalyticsWindows`)."""
-        from models.analytics import AnalyticsWindows
+        from edgeml.models.analytics import AnalyticsWindows
 
         return AnalyticsWindows(
             tumbling_s=self.analytics_tumbling_s,
@@ -274,7 +274,7 @@ class Settings(BaseSettings):
     def topic_layout(self) -> TopicLayout:
         """The narrow config `topics.declare` / `topics.analytics` take instead of `Settings`:
         the prefix, default partitions and replication, and the tables' store options."""
-        from topics.layout import TopicLayout
+        from edgeml.topics.layout import TopicLayout
 
         return TopicLayout(
             prefix=self.topic_prefix,
@@ -285,14 +285,14 @@ class Settings(BaseSettings):
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """The TLS context every Kafka client is given (None unless the protocol uses TLS)."""
-        from app.security import ssl_context
+        from edgeml.app.security import ssl_context
 
         return ssl_context(self)
 
     def kafka_client_config(self) -> dict[str, Any]:
         """Connection and security options shared by every aiokafka / kafka-python client (both
         take the same `ssl_context` and `sasl_*` keys). Builds a fresh SSL context per call."""
-        from app.security import client_security
+        from edgeml.app.security import client_security
 
         return {"bootstrap_servers": self.bootstrap_servers, **client_security(self)}
 

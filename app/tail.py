@@ -18,9 +18,9 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from app.kafka_admin import BrokerUnavailable
-from app.settings import Settings
-from topics import catalog
+from edgeml.app.kafka_admin import BrokerUnavailable
+from edgeml.app.settings import Settings
+from edgeml.topics import catalog
 
 __all__ = ["SEVERITIES", "TAIL_TOPICS", "TailFilter", "TailOutcome", "tail_topic"]
 

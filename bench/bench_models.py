@@ -16,11 +16,11 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from models.detectors import ResidualDetector, SharedHalfSpaceTrees
-from models.features import FeatureExtractor
-from models.scoring import DeviceState, Scorer, ScorerConfig
-from sim.generator import SimConfig, simulate
-from topics.records import SensorReading
+from edgeml.models.detectors import ResidualDetector, SharedHalfSpaceTrees
+from edgeml.models.features import FeatureExtractor
+from edgeml.models.scoring import DeviceState, Scorer, ScorerConfig
+from edgeml.sim.generator import SimConfig, simulate
+from edgeml.topics.records import SensorReading
 
 
 def _best(fn: Callable[[], int], repeats: int) -> float:

@@ -28,10 +28,10 @@ import faust
 import orjson
 from faust.types import Message
 
-from app.factory import build_worker
-from app.settings import Settings
-from models.pipeline import Inbound
-from sim.generator import SimConfig, simulate
+from edgeml.app.factory import build_worker
+from edgeml.app.settings import Settings
+from edgeml.models.pipeline import Inbound
+from edgeml.sim.generator import SimConfig, simulate
 
 
 class _Store:

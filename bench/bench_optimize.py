@@ -36,10 +36,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from models.optimize import zoo
-from models.optimize.pipeline import optimize
-from models.optimize.report import OptimizationReport
-from models.registry import ModelRegistry, SessionCache
+from edgeml.models.optimize import zoo
+from edgeml.models.optimize.pipeline import optimize
+from edgeml.models.optimize.report import OptimizationReport
+from edgeml.models.registry import ModelRegistry, SessionCache
 
 Check = tuple[str, str, str, bool | None]  # (model, target, measured, met; None = figure only)
 
@@ -51,8 +51,8 @@ def call_floor_us(timing_s: float) -> float:
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    from models.latency import measure
-    from models.registry import session_options
+    from edgeml.models.latency import measure
+    from edgeml.models.registry import session_options
 
     io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [None, 16]) for n in ("x", "y")]
     graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", io[:1], io[1:])

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.settings import Settings
+from edgeml.app.settings import Settings
 
 __all__ = [
     "ROOT",
@@ -210,7 +210,7 @@ def versions() -> dict[str, str]:
     """Versions of everything on the measured path, and the machine."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from infra.kafka.broker import KAFKA_VERSION
+    from edgeml.infra.kafka.broker import KAFKA_VERSION
 
     found = {
         "python": platform.python_version(),

@@ -113,7 +113,7 @@ def measure_variant(
 
 
 def _incidents(spec: LoadSpec) -> dict[str, list[tuple[float, float]]]:
-    from sim.generator import simulate
+    from edgeml.sim.generator import simulate
 
     sim = simulate(spec.sim_config())
     found: dict[str, list[tuple[float, float]]] = {}

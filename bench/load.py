@@ -58,7 +58,7 @@ class LoadSpec:
         ]  # fmt: skip
 
     def sim_config(self) -> Any:
-        from sim.generator import SimConfig
+        from edgeml.sim.generator import SimConfig
 
         start = self.start_ts or round(time.time() - self.count * self.interval, 3)
         return SimConfig(
@@ -92,8 +92,8 @@ class _CountingProducer:
 async def run(spec: LoadSpec, bootstrap: str, linger_ms: int) -> dict[str, Any]:
     from aiokafka import AIOKafkaProducer
 
-    from sim.generator import simulate
-    from sim.sender import as_fast_as_possible, fixed_rate, plan_messages, send_messages
+    from edgeml.sim.generator import simulate
+    from edgeml.sim.sender import as_fast_as_possible, fixed_rate, plan_messages, send_messages
 
     config = spec.sim_config()
     sim = simulate(config)

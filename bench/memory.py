@@ -80,10 +80,11 @@ def _state_bytes(value: bytes) -> bytes:
 
 def model_state_bytes() -> dict[str, int]:
     """Process-wide model state: the failure model file and the pickled online model."""
-    from models.registry import load_promoted
-    from models.scoring import Scorer
+    from edgeml.models.registry import load_promoted
+    from edgeml.models.scoring import Scorer
+    from edgeml.models.shipped import SHIPPED_ROOT
 
-    scorer = Scorer(failure_model=load_promoted())
+    scorer = Scorer(failure_model=load_promoted(SHIPPED_ROOT))
     sizes = {"online_model_pickle_bytes": len(pickle.dumps(scorer.online))}
     handle = scorer.failure_model
     memory = getattr(getattr(handle, "current", None), "memory", None)
@@ -93,7 +94,7 @@ def model_state_bytes() -> dict[str, int]:
 
 
 def _retention_s(env: BenchEnv) -> float:
-    from app.settings import Settings
+    from edgeml.app.settings import Settings
 
     overrides = {k.removeprefix("EDGEML_").lower(): v for k, v in env.worker_env}
     value = overrides.get("analytics_retention_s")

@@ -16,9 +16,9 @@ from typing import cast
 
 import faust
 
-from app.process import configure_process
-from app.settings import Settings
-from topics.declare import declare_topics
+from edgeml.app.process import configure_process
+from edgeml.app.settings import Settings
+from edgeml.topics.declare import declare_topics
 
 __all__ = ["OUTPUT", "app", "create_noop_app"]
 

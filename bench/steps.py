@@ -57,7 +57,7 @@ class _DictStore:
     """`StateStore` over a dict of bytes with the worker's decoded-state cache."""
 
     def __init__(self) -> None:
-        from models.scoring import DeviceState
+        from edgeml.models.scoring import DeviceState
 
         self.table: dict[str, bytes] = {}
         self.cache: dict[str, tuple[bytes, DeviceState]] = {}
@@ -79,12 +79,13 @@ class _DictStore:
 
 
 def steps_command(env: BenchEnv | None, *, repeats: int = 3, quick: bool = False) -> dict[str, Any]:
-    from models.pipeline import Inbound, ReadingPipeline
-    from models.registry import load_promoted
-    from models.scoring import DeviceState, Scorer
-    from models.validation import ValidationLimits, parse_message
-    from sim.generator import SimConfig, simulate
-    from topics.records import Prediction
+    from edgeml.models.pipeline import Inbound, ReadingPipeline
+    from edgeml.models.registry import load_promoted
+    from edgeml.models.scoring import DeviceState, Scorer
+    from edgeml.models.shipped import SHIPPED_ROOT
+    from edgeml.models.validation import ValidationLimits, parse_message
+    from edgeml.sim.generator import SimConfig, simulate
+    from edgeml.topics.records import Prediction
 
     devices = 100 if quick else 500
     warm, timed = 120, BATCH  # readings per device: to fill windows, then timed
@@ -94,7 +95,7 @@ def steps_command(env: BenchEnv | None, *, repeats: int = 3, quick: bool = False
     readings = list(sim.readings())
     now = time.time()
     limits = ValidationLimits()
-    scorer = Scorer(failure_model=load_promoted())
+    scorer = Scorer(failure_model=load_promoted(SHIPPED_ROOT))
     bare = Scorer()  # no failure model: the online one only
     ids = [d.device_id for d in sim.devices]
     by_device: dict[str, list[Any]] = {d: [] for d in ids}

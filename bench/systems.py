@@ -2,8 +2,8 @@
 
 - **A** `bench.passthrough`: raw aiokafka consume → produce of the same bytes (the ceiling);
 - **B** `bench.noop`: a Faust no-op agent configured like the worker (Faust's floor);
-- **C** `python -m app worker`: the real worker (validation, features, river, ONNX, table state,
-  predictions, alerts).
+- **C** `python -m edgeml.app worker`: the real worker (validation, features, river, ONNX, table
+  state, predictions, alerts).
 
 `start(variant, env, prefix, workers=1)` launches and waits until every process logs that it is
 ready; `Running.stop()` sends SIGTERM (then SIGKILL). Logs go to the run directory.
@@ -23,7 +23,7 @@ from typing import Literal
 from bench.common import ROOT, BenchEnv, free_port
 from bench.noop import OUTPUT as NOOP_OUTPUT
 from bench.passthrough import READY as PASSTHROUGH_READY
-from topics import catalog
+from edgeml.topics import catalog
 
 __all__ = ["VARIANTS", "Running", "Variant", "input_topic", "output_topic", "start"]
 
@@ -107,7 +107,7 @@ def _command(variant: Variant, env: BenchEnv, prefix: str, app_id: str) -> list[
         ]  # fmt: skip
     if variant == "B":
         return [sys.executable, "-m", "bench.noop", "worker", "-l", "info"]
-    return [sys.executable, "-m", "app", "worker", "-l", "info"]
+    return [sys.executable, "-m", "edgeml.app", "worker", "-l", "info"]
 
 
 def _environment(env: BenchEnv, prefix: str, app_id: str, index: int) -> dict[str, str]:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from topics.records import AlertDriver, AnomalyAlert
+from edgeml.topics.records import AlertDriver, AnomalyAlert
 
 __all__ = ["AlertPolicy", "AlertState", "Severity", "severity_of"]
 

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 from river import compose, linear_model, optim, preprocessing
 
-from models.features import FeatureConfig, FeatureRow
+from edgeml.models.features import FeatureConfig, FeatureRow
 
 __all__ = [
     "DEFAULT_FAILURE_METRICS",

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from topics.errors import EdgeMLError
+from edgeml.topics.errors import EdgeMLError
 
 __all__ = [
     "KINDS",

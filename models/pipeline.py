@@ -47,17 +47,17 @@ from typing import Literal, Protocol
 
 import orjson
 
-from models.manifest import ModelAnnouncement
-from models.registry import ModelHandle, ModelRegistry
-from models.scoring import DeviceFailure, DeviceState, ScoredReading, Scorer
-from models.validation import (
+from edgeml.models.manifest import ModelAnnouncement
+from edgeml.models.registry import ModelHandle, ModelRegistry
+from edgeml.models.scoring import DeviceFailure, DeviceState, ScoredReading, Scorer
+from edgeml.models.validation import (
     ParsedMessage,
     Rejection,
     ValidationLimits,
     parse_maintenance,
     parse_message,
 )
-from topics.records import AnomalyAlert, DeadLetter, Prediction, SensorReading
+from edgeml.topics.records import AnomalyAlert, DeadLetter, Prediction, SensorReading
 
 __all__ = [
     "BatchResult",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from topics.records import AnomalyAlert, SensorReading
+from edgeml.topics.records import AnomalyAlert, SensorReading
 
 __all__ = ["DeviceFailure", "ScoredReading", "ScoringFault"]
 

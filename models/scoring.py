@@ -42,8 +42,8 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from models.alerting import AlertPolicy
-from models.detectors import (
+from edgeml.models.alerting import AlertPolicy
+from edgeml.models.detectors import (
     EVIDENCE,
     AdaptiveThreshold,
     DetectorConfig,
@@ -51,12 +51,12 @@ from models.detectors import (
     SharedHalfSpaceTrees,
     evidence_to_score,
 )
-from models.failure import FailureInputs, OnlineFailureModel, failure_inputs
-from models.features import FeatureConfig, FeatureExtractor, FeatureRow
-from models.registry import FAILURE_MODEL_ID
-from models.scored import DeviceFailure, ScoredReading, ScoringFault
-from models.state import DeviceState
-from topics.records import AlertDriver, AnomalyAlert, MaintenanceEvent, SensorReading
+from edgeml.models.failure import FailureInputs, OnlineFailureModel, failure_inputs
+from edgeml.models.features import FeatureConfig, FeatureExtractor, FeatureRow
+from edgeml.models.registry import FAILURE_MODEL_ID
+from edgeml.models.scored import DeviceFailure, ScoredReading, ScoringFault
+from edgeml.models.state import DeviceState
+from edgeml.topics.records import AlertDriver, AnomalyAlert, MaintenanceEvent, SensorReading
 
 __all__ = [
     "FAILURE_MODEL_ID",

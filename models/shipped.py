@@ -9,7 +9,7 @@ left alone, so promotions and new versions made there win over what ships. From 
 default root *is* the shipped folder and seeding does nothing.
 
 >>> import tempfile
->>> from models.registry import ModelRegistry
+>>> from edgeml.models.registry import ModelRegistry
 >>> with tempfile.TemporaryDirectory() as home:
 ...     root = Path(home) / "models" / "artifacts"
 ...     first, again = seed_registry(root), seed_registry(root)

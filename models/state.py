@@ -15,8 +15,8 @@ from typing import Any
 
 import orjson
 
-from models.alerting import AlertState
-from models.features import DeviceFeatures
+from edgeml.models.alerting import AlertState
+from edgeml.models.features import DeviceFeatures
 
 __all__ = ["DeviceState"]
 

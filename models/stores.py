@@ -3,7 +3,7 @@
 It keeps each device's state as bytes, as the worker's table does, so every `load` decodes
 and a codec defect shows up here as it would after a restart.
 
->>> from models.scoring import Scorer
+>>> from edgeml.models.scoring import Scorer
 >>> store = BytesStateStore()
 >>> store.save("dev-1", Scorer().new_state("dev-1"), 0)
 >>> store.load("dev-1", 0).device_id, store.load("dev-2", 0)
@@ -12,7 +12,7 @@ and a codec defect shows up here as it would after a restart.
 
 from __future__ import annotations
 
-from models.state import DeviceState
+from edgeml.models.state import DeviceState
 
 __all__ = ["BytesStateStore"]
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from topics.records import SCHEMA_VERSION, MaintenanceEvent, SensorReading
+from edgeml.topics.records import SCHEMA_VERSION, MaintenanceEvent, SensorReading
 
 __all__ = [
     "ParsedMessage",

@@ -5,8 +5,8 @@ No Faust here. `generator` builds a fleet's readings with labelled faults (`simu
 `replay` parses CSV/JSONL files into readings, `evaluation` computes the benchmark metrics.
 """
 
-from sim.generator import METRICS, SimConfig, Simulation, simulate
-from sim.truth import FAULT_KINDS, GroundTruth, Incident, RunSummary
+from edgeml.sim.generator import METRICS, SimConfig, Simulation, simulate
+from edgeml.sim.truth import FAULT_KINDS, GroundTruth, Incident, RunSummary
 
 __all__ = [
     "FAULT_KINDS",

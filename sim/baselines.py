@@ -23,8 +23,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from river import anomaly, compose, preprocessing
 
-from sim.corpus import SPLITS, CorpusSeries
-from sim.window_score import PROFILES, ThresholdResult, best_threshold
+from edgeml.sim.corpus import SPLITS, CorpusSeries
+from edgeml.sim.window_score import PROFILES, ThresholdResult, best_threshold
 
 __all__ = ["BASELINES", "baseline_score", "baseline_scores", "ew_zscore", "half_space_trees"]
 

@@ -1,4 +1,4 @@
-"""A labelled, deterministic evaluation corpus of univariate series (`python -m sim.corpus OUTDIR`).
+"""A labelled, deterministic corpus of univariate series (`python -m edgeml.sim.corpus OUTDIR`).
 
 `build_corpus(seed)` makes two variants (`-a`, `-b`) of every regime in `sim.corpus_regimes`
 (44 series: 1 s to 1 h sampling, irregular sampling with gaps and repeated timestamps, daily and
@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from sim.corpus_regimes import REGIMES, Draft
-from sim.replay import parse_timestamp
-from sim.window_score import SeriesLabels
+from edgeml.sim.corpus_regimes import REGIMES, Draft
+from edgeml.sim.replay import parse_timestamp
+from edgeml.sim.window_score import SeriesLabels
 
 __all__ = [
     "LABELS_FILE",
@@ -248,10 +248,10 @@ def load_corpus(outdir: Path, split: str | None = None) -> list[CorpusSeries]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m sim.corpus OUTDIR [SEED]`: write the corpus, print a one-line summary."""
+    """`python -m edgeml.sim.corpus OUTDIR [SEED]`: write the corpus, print a one-line summary."""
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) not in (1, 2):
-        print("usage: python -m sim.corpus OUTDIR [SEED]", file=sys.stderr)
+        print("usage: python -m edgeml.sim.corpus OUTDIR [SEED]", file=sys.stderr)
         return 2
     seed = int(args[1]) if len(args) == 2 else 0
     series = build_corpus(seed)

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sim.truth import GroundTruth, Incident
+from edgeml.sim.truth import GroundTruth, Incident
 
 __all__ = [
     "AlertRecord",

@@ -31,8 +31,8 @@ from typing import Literal
 
 import numpy as np
 
-from sim.truth import FAULT_KINDS, FaultKind, GroundTruth, Incident, RunSummary
-from topics.records import MaintenanceEvent, SensorReading
+from edgeml.sim.truth import FAULT_KINDS, FaultKind, GroundTruth, Incident, RunSummary
+from edgeml.topics.records import MaintenanceEvent, SensorReading
 
 __all__ = [
     "DEFAULT_START_TS",

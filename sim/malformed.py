@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from sim.generator import DEFAULT_START_TS
+from edgeml.sim.generator import DEFAULT_START_TS
 
 __all__ = [
     "ERROR_CLASS",

@@ -27,7 +27,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from topics.records import SensorReading
+from edgeml.topics.records import SensorReading
 
 __all__ = [
     "TIMESTAMP_COLUMNS",

@@ -1,4 +1,4 @@
-"""Real series that ship inside river, as replayable corpus files (`python -m sim.river_data OUT`).
+"""Real series shipped inside river, as corpus files (`python -m edgeml.sim.river_data OUT`).
 
 - `water-flow`: river's `datasets.WaterFlow`, a pipeline branch's flow in l/s, hourly (with gaps
   and DST changes: the file's own UTC offsets are kept as instants), 2022-03-20 to 2022-05-16,
@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 import river.datasets
 
-from sim.corpus import Anomaly, CorpusSeries, nab_windows, write_corpus
-from sim.replay import parse_timestamp
-from sim.window_score import SeriesLabels
+from edgeml.sim.corpus import Anomaly, CorpusSeries, nab_windows, write_corpus
+from edgeml.sim.replay import parse_timestamp
+from edgeml.sim.window_score import SeriesLabels
 
 __all__ = [
     "RIVER_DATASETS",
@@ -122,7 +122,7 @@ def write_river_data(outdir: Path) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 1:
-        print("usage: python -m sim.river_data OUTDIR", file=sys.stderr)
+        print("usage: python -m edgeml.sim.river_data OUTDIR", file=sys.stderr)
         return 2
     series = river_series()
     path = write_corpus(series, Path(args[0]))

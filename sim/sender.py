@@ -17,9 +17,9 @@ from typing import Any, Literal, Protocol
 
 import orjson
 
-from sim.malformed import MalformedRecord
-from topics.catalog import MAINTENANCE, READINGS
-from topics.records import MaintenanceEvent, SensorReading
+from edgeml.sim.malformed import MalformedRecord
+from edgeml.topics.catalog import MAINTENANCE, READINGS
+from edgeml.topics.records import MaintenanceEvent, SensorReading
 
 __all__ = [
     "Outgoing",

@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from app.settings import Settings
+from edgeml.app.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV_BOOTSTRAP = "EDGEML_TEST_BOOTSTRAP"
@@ -81,7 +81,7 @@ def kafka_bootstrap(
 
 
 def _local_broker(home: Path, free_port: Callable[[], int]) -> Iterator[str]:
-    from infra.kafka import broker
+    from edgeml.infra.kafka import broker
 
     began = time.monotonic()
     try:
@@ -243,8 +243,8 @@ def _settings_env(settings: Settings) -> dict[str, str]:
 
 @pytest.fixture
 def worker_factory(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
-    """`start(settings, timeout_s=90, script=None) -> Popen`: a real `python -m app worker` for
-    `settings` (or `python SCRIPT worker -l info`: a test's own worker app, as
+    """`start(settings, timeout_s=90, script=None) -> Popen`: a real `python -m edgeml.app worker`
+    for `settings` (or `python SCRIPT worker -l info`: a test's own worker app, as
     `tests/agents/hello_agent.py`).
 
     Returns once the worker logs that it is ready; fails the test with the end of its log if it
@@ -259,7 +259,7 @@ def worker_factory(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[by
     ) -> subprocess.Popen[bytes]:
         log = tmp_path / f"worker-{len(workers) + 1}.log"
         env = {**base_env, **_settings_env(settings), "PYTHONUNBUFFERED": "1"}
-        command = ["-m", "app", "worker", "--loglevel", "info"]
+        command = ["-m", "edgeml.app", "worker", "--loglevel", "info"]
         if script is not None:
             command = [str(script), "worker", "-l", "info"]
         with log.open("wb") as out:
@@ -321,7 +321,7 @@ def read_records() -> Callable[..., list[dict[str, Any]]]:
 
 @pytest.fixture
 def run_cli(request: pytest.FixtureRequest) -> Callable[..., subprocess.CompletedProcess[str]]:
-    """`run(settings, *args, timeout=300) -> CompletedProcess`: `python -m app ARGS` with the
+    """`run(settings, *args, timeout=300) -> CompletedProcess`: `python -m edgeml.app ARGS` with the
     environment that makes `Settings()` equal to `settings` (output captured as text)."""
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEML_")}
 
@@ -329,7 +329,7 @@ def run_cli(request: pytest.FixtureRequest) -> Callable[..., subprocess.Complete
         settings: Settings, *args: str, timeout: float = 300
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "app", *args],
+            [sys.executable, "-m", "edgeml.app", *args],
             cwd=ROOT,
             env={**base_env, **_settings_env(settings)},
             capture_output=True,
@@ -366,7 +366,7 @@ def invoke_cli(
     `app.cli.main` run in this process with the environment that makes `Settings()` equal to
     `settings`. The same entry point as `run_cli` without a new interpreter per call, and its
     lines count in the in-process coverage figure."""
-    from app.cli import main
+    from edgeml.app.cli import main
 
     def invoke(settings: Settings, *args: str) -> tuple[int, str, str]:
         use_settings(settings)

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import faust
 
-from topics import catalog
-from topics.catalog import SITE_PARTIALS, TableSpec
-from topics.declare import declare_topic
-from topics.layout import TopicLayout
+from edgeml.topics import catalog
+from edgeml.topics.catalog import SITE_PARTIALS, TableSpec
+from edgeml.topics.declare import declare_topic
+from edgeml.topics.layout import TopicLayout
 
 __all__ = ["SITE_PARTIALS", "AnalyticsTables", "declare_analytics"]
 

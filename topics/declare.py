@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import faust
 
-from topics import catalog
-from topics.catalog import TableSpec, TopicSpec
-from topics.layout import TopicLayout
+from edgeml.topics import catalog
+from edgeml.topics.catalog import TableSpec, TopicSpec
+from edgeml.topics.layout import TopicLayout
 
 __all__ = ["Tables", "Topics", "declare_tables", "declare_topic", "declare_topics"]
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from topics.catalog import TopicSpec
+from edgeml.topics.catalog import TopicSpec
 
 __all__ = ["TopicLayout"]
 
@@ -23,7 +23,7 @@ class TopicLayout:
 
     Usually built by the app (`Settings.topic_layout()`); tests build one directly:
 
-    >>> from topics.catalog import MODEL_REGISTRY, READINGS
+    >>> from edgeml.topics.catalog import MODEL_REGISTRY, READINGS
     >>> layout = TopicLayout(prefix="t1-", partitions=8)
     >>> layout.topic_name(READINGS), layout.partitions_of(READINGS)
     ('t1-sensor-readings', 8)

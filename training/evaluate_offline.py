@@ -1,7 +1,7 @@
 """Offline evaluation: simulator -> Scorer -> `sim.evaluation` metrics, no Kafka.
 
-    python -m training.evaluate_offline                 # untuned seeds 201 202 203
-    python -m training.evaluate_offline --seeds 101 --devices 20 --count 5000
+    python -m edgeml.training.evaluate_offline                 # untuned seeds 201 202 203
+    python -m edgeml.training.evaluate_offline --seeds 101 --devices 20 --count 5000
 
 Feeds every simulated reading (one device's reading at a time, in event-time order, as the
 worker sees a live stream) and every maintenance event to one `Scorer`, collects predictions
@@ -22,11 +22,12 @@ from typing import Any
 
 import orjson
 
-from models.registry import load_promoted
-from models.scoring import Scorer, ScorerConfig
-from sim.evaluation import AlertRecord, PredictionRecord, evaluate, percentile
-from sim.generator import SimConfig, simulate
-from topics.records import MaintenanceEvent
+from edgeml.models.registry import load_promoted
+from edgeml.models.scoring import Scorer, ScorerConfig
+from edgeml.models.shipped import SHIPPED_ROOT
+from edgeml.sim.evaluation import AlertRecord, PredictionRecord, evaluate, percentile
+from edgeml.sim.generator import SimConfig, simulate
+from edgeml.topics.records import MaintenanceEvent
 
 __all__ = ["RunResult", "main", "run_seed"]
 
@@ -58,7 +59,7 @@ def run_seed(
 ) -> RunResult:
     """Simulate one run, score it with a fresh `Scorer` and evaluate."""
     sim = simulate(SimConfig(devices=devices, count=count, seed=seed))
-    scorer = scorer or Scorer(failure_model=load_promoted())
+    scorer = scorer or Scorer(failure_model=load_promoted(SHIPPED_ROOT))
     states = {d.device_id: scorer.new_state(d.device_id) for d in sim.devices}
     predictions: list[PredictionRecord] = []
     alerts: list[AlertRecord] = []
@@ -159,7 +160,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = []
     for seed in args.seeds:
         config = ScorerConfig(detector_mode=args.detector, online_weight_max=args.online_weight_max)
-        scorer = Scorer(config, failure_model=None if args.no_registry else load_promoted())
+        scorer = Scorer(
+            config, failure_model=None if args.no_registry else load_promoted(SHIPPED_ROOT)
+        )
         result = run_seed(
             seed,
             devices=args.devices,
@@ -179,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results.append(result)
     summary = _summary(results)
     summary["models"] = Scorer(
-        failure_model=None if args.no_registry else load_promoted()
+        failure_model=None if args.no_registry else load_promoted(SHIPPED_ROOT)
     ).model_ids
     print(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
     if args.json:

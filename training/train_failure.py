@@ -1,7 +1,7 @@
 """Train the offline failure model on simulator data and register it (ONNX) in the registry.
 
-    python -m training.train_failure                 # train, export, register, promote
-    python -m training.train_failure --benchmark     # also compare model families first
+    python -m edgeml.training.train_failure                 # train, export, register, promote
+    python -m edgeml.training.train_failure --benchmark     # also compare model families first
 
 Data: `sim.simulate` runs with FIXED training seeds (`TRAIN_SEEDS`), holdout seeds
 (`HOLDOUT_SEEDS`) never used for fitting; the untuned evaluation seeds of
@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from models.scoring import FAILURE_MODEL_ID, Scorer, ScorerConfig
-from sim.generator import SimConfig, simulate
-from topics.records import MaintenanceEvent
+from edgeml.models.scoring import FAILURE_MODEL_ID, Scorer, ScorerConfig
+from edgeml.sim.generator import SimConfig, simulate
+from edgeml.topics.records import MaintenanceEvent
 
 __all__ = ["HOLDOUT_SEEDS", "HORIZON_S", "TRAIN_SEEDS", "build_dataset", "main"]
 
@@ -177,7 +177,7 @@ def _onnx_latency(model_bytes: bytes, x: np.ndarray) -> tuple[float, float]:
 
 def benchmark(x: np.ndarray, y: np.ndarray, xh: np.ndarray, yh: np.ndarray) -> list[dict[str, Any]]:
     """Fit each candidate family; report holdout quality, ONNX size and latency."""
-    from models.optimize.export import export_checked
+    from edgeml.models.optimize.export import export_checked
 
     results = []
     for name, model in _candidates().items():
@@ -230,12 +230,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--benchmark", action="store_true", help="compare model families")
     parser.add_argument("--devices", type=int, default=20)
     parser.add_argument("--count", type=int, default=5000)
-    parser.add_argument("--registry", type=Path, default=None, help="registry root")
+    parser.add_argument(
+        "--registry", type=Path, default=None, help="registry root (default: EDGEML_REGISTRY_ROOT)"
+    )
     parser.add_argument("--no-register", action="store_true")
     parser.add_argument("--cache", type=Path, help="cache the built datasets in this folder")
     args = parser.parse_args(argv)
 
-    from models.optimize.export import check_parity, export_sklearn
+    from edgeml.models.optimize.export import check_parity, export_sklearn
 
     cache = args.cache / f"failure-{args.devices}x{args.count}.npz" if args.cache else None
     if cache is not None and cache.exists():
@@ -267,7 +269,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.no_register:
         return 0
-    from models.registry import ModelRegistry
+    from edgeml.app.settings import Settings
+    from edgeml.models.registry import ModelRegistry
 
     rng = np.random.default_rng(0)
     pos = np.flatnonzero(yh == 1)
@@ -280,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]
     )
     pick = pick[rng.permutation(len(pick))]
-    registry = ModelRegistry(args.registry) if args.registry else ModelRegistry()
+    registry = ModelRegistry(args.registry or Settings().registry_root)
     with tempfile.TemporaryDirectory() as tmp:
         artifact = Path(tmp) / "model.onnx"
         artifact.write_bytes(model_bytes)

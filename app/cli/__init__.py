@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import typer
 
-from app.cli import (
+from edgeml.app.cli import (
     broker,
     demo,
     evaluate,
@@ -52,8 +52,8 @@ def main() -> None:
     is a bug and keeps its traceback."""
     from pydantic import ValidationError
 
-    from app.cli.errors import describe_validation_error
-    from app.errors import EdgeMLError
+    from edgeml.app.cli.errors import describe_validation_error
+    from edgeml.app.errors import EdgeMLError
 
     restore = _quiet_kafka_clients()
     try:

@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 import typer
 
-from app.settings import Settings
+from edgeml.app.settings import Settings
 
 __all__ = ["add_to"]
 
@@ -46,7 +46,7 @@ def add_to(cli: typer.Typer) -> None:
         fresh: bool = typer.Option(False, "--fresh", help="Delete its data first."),
     ) -> None:
         """Start the broker in the background and wait until it serves clients."""
-        from infra.kafka import broker
+        from edgeml.infra.kafka import broker
 
         settings = Settings()
         began = time.monotonic()
@@ -71,7 +71,7 @@ def add_to(cli: typer.Typer) -> None:
         timeout: float = typer.Option(30.0, "--timeout", min=1, help="Seconds before SIGKILL."),
     ) -> None:
         """Stop the broker (SIGTERM, then SIGKILL after --timeout); a no-op when none runs."""
-        from infra.kafka import broker
+        from edgeml.infra.kafka import broker
 
         home = home or Settings().broker_home
         stopped = broker.stop(home, timeout_s=timeout)
@@ -83,7 +83,7 @@ def add_to(cli: typer.Typer) -> None:
     @broker_cli.command()
     def status(home: Path | None = home_option) -> None:
         """Say whether the broker runs, with pid and port; exit 3 when it is stopped."""
-        from infra.kafka import broker
+        from edgeml.infra.kafka import broker
 
         info = broker.status(home or Settings().broker_home)
         if info.running:
@@ -100,7 +100,7 @@ def add_to(cli: typer.Typer) -> None:
         follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines."),
     ) -> None:
         """Print the end of the broker's log; with -f keep following it (Ctrl-C stops)."""
-        from infra.kafka import broker
+        from edgeml.infra.kafka import broker
 
         path = broker.log_path(home or Settings().broker_home)
         if not path.is_file():

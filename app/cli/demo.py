@@ -5,9 +5,9 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
-from app.cli.tail import render
-from app.demo import DemoPlan, run_demo
-from app.settings import Settings
+from edgeml.app.cli.tail import render
+from edgeml.app.demo import DemoPlan, run_demo
+from edgeml.app.settings import Settings
 
 __all__ = ["add_to"]
 

@@ -18,7 +18,7 @@ def describe_validation_error(exc: ValidationError) -> str:
 
     For `Settings`, field names become the environment variables they are read from, and values
     of secret fields are never shown; model-level checks already name their variables."""
-    from app.settings import Settings
+    from edgeml.app.settings import Settings
 
     is_settings = exc.title == Settings.__name__
     prefix = str(Settings.model_config.get("env_prefix", "")) if is_settings else ""

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from app.settings import Settings
+from edgeml.app.settings import Settings
 
 if TYPE_CHECKING:  # the simulator is imported by the command, not by every `edgeml` process
-    from sim.evaluation import AlertRecord, PredictionRecord
-    from sim.truth import GroundTruth
+    from edgeml.sim.evaluation import AlertRecord, PredictionRecord
+    from edgeml.sim.truth import GroundTruth
 
 __all__ = ["add_to"]
 
@@ -59,8 +59,8 @@ def add_to(cli: typer.Typer) -> None:
             None, "--bootstrap", help="Kafka bootstrap servers (default: EDGEML_BOOTSTRAP_SERVERS)."
         ),
     ) -> None:
-        from sim.evaluation import evaluate as compute
-        from sim.truth import GroundTruth
+        from edgeml.sim.evaluation import evaluate as compute
+        from edgeml.sim.truth import GroundTruth
 
         for name, value, high in (
             ("--timeout", timeout, 86_400.0),
@@ -100,9 +100,9 @@ async def _collect(
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka.errors import KafkaError
 
-    from app.kafka_admin import BrokerUnavailable
-    from sim.evaluation import AlertRecord, PredictionRecord
-    from topics.catalog import ALERTS, DLQ, PREDICTIONS
+    from edgeml.app.kafka_admin import BrokerUnavailable
+    from edgeml.sim.evaluation import AlertRecord, PredictionRecord
+    from edgeml.topics.catalog import ALERTS, DLQ, PREDICTIONS
 
     devices = set(truth.summary.readings_per_device)
     expected = truth.summary.readings

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from app.settings import Settings
-from topics.catalog import MODEL_REGISTRY
+from edgeml.app.settings import Settings
+from edgeml.topics.catalog import MODEL_REGISTRY
 
 if TYPE_CHECKING:
-    from models.registry import ModelRegistry
+    from edgeml.models.registry import ModelRegistry
 
 __all__ = ["ROOT_OPTION", "add_to", "open_registry"]
 
@@ -30,13 +30,13 @@ def open_registry(root: Path | None, threads: int = 1) -> ModelRegistry:
     folder unless that is the root (a checkout). The default root gets the shipped models
     copied in on first use (`Settings.seeds_registry`), so `optimize` and `promote` write
     next to a copy, not into site-packages."""
-    from models.registry import ModelRegistry
+    from edgeml.models.registry import ModelRegistry
 
     if root is None:
         settings = Settings()
         root = settings.registry_root
         if settings.seeds_registry():
-            from models.shipped import seed_registry
+            from edgeml.models.shipped import seed_registry
 
             seed_registry(root)
     return ModelRegistry(root, threads=threads)
@@ -115,8 +115,8 @@ def add_to(cli: typer.Typer) -> None:
         threads: int = typer.Option(1, "--threads", min=1, help="ONNX intra-op threads."),
     ) -> None:
         """Load and check artifacts: sha256, input schema, holdout; report memory per model."""
-        from app.errors import EdgeMLError
-        from models.manifest import RegistryError
+        from edgeml.app.errors import EdgeMLError
+        from edgeml.models.manifest import RegistryError
 
         registry = open_registry(root, threads)
         targets = (
@@ -160,7 +160,7 @@ def add_to(cli: typer.Typer) -> None:
         announcement = registry.announcement(model_id, version)
         typer.echo(f"promoted {manifest.ref} (was {before or 'none'})")
         if announce:
-            from app.kafka_admin import BrokerUnavailable, publish
+            from edgeml.app.kafka_admin import BrokerUnavailable, publish
 
             settings = Settings()
             topic = settings.topic(MODEL_REGISTRY.name)

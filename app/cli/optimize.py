@@ -8,8 +8,8 @@ from pathlib import Path
 
 import typer
 
-from app.cli.models import ROOT_OPTION, open_registry
-from app.errors import EdgeMLError
+from edgeml.app.cli.models import ROOT_OPTION, open_registry
+from edgeml.app.errors import EdgeMLError
 
 __all__ = ["MissingExtra", "add_to"]
 
@@ -71,8 +71,8 @@ def add_to(cli: typer.Typer) -> None:
         _require_train_extra()
         from rich.console import Console
 
-        from models.manifest import QualityBudgetExceeded
-        from models.optimize.pipeline import OBJECTIVES, optimize, parse_steps
+        from edgeml.models.manifest import QualityBudgetExceeded
+        from edgeml.models.optimize.pipeline import OBJECTIVES, optimize, parse_steps
 
         try:
             chosen = parse_steps(steps)

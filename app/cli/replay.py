@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from app.errors import EdgeMLError
-from app.settings import Settings
+from edgeml.app.errors import EdgeMLError
+from edgeml.app.settings import Settings
 
 if TYPE_CHECKING:  # the simulator is imported by the command, not by every `edgeml` process
-    from sim.replay import ReplayColumns, ReplayStats
+    from edgeml.sim.replay import ReplayColumns, ReplayStats
 
 __all__ = ["ReplayFailed", "add_to"]
 
@@ -72,7 +72,7 @@ def add_to(cli: typer.Typer) -> None:
             metrics = tuple(c.strip() for c in metric_columns.split(",") if c.strip())
             if not metrics:
                 raise typer.BadParameter("no column names", param_hint="--metric-columns")
-        from sim.replay import ReplayColumns
+        from edgeml.sim.replay import ReplayColumns
 
         columns = ReplayColumns(
             device=device,
@@ -98,7 +98,7 @@ def _validate(file: Path, fmt: str | None, columns: ReplayColumns) -> ReplayStat
     """Read the whole file once before connecting, so a bad line anywhere (binary content, a
     line that is not JSON) fails the command with nothing sent. The send pass reads it again
     rather than keeping the readings: memory stays flat on files of millions of rows."""
-    from sim.replay import ReplayError, ReplayStats, read_rows, to_readings
+    from edgeml.sim.replay import ReplayError, ReplayStats, read_rows, to_readings
 
     stats = ReplayStats()
     try:
@@ -125,9 +125,9 @@ async def _run(
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from app.kafka_admin import BrokerUnavailable, ensure_topics
-    from sim.replay import ReplayError, ReplayStats, read_rows, to_readings
-    from sim.sender import (
+    from edgeml.app.kafka_admin import BrokerUnavailable, ensure_topics
+    from edgeml.sim.replay import ReplayError, ReplayStats, read_rows, to_readings
+    from edgeml.sim.sender import (
         SendStats,
         as_fast_as_possible,
         event_time_pace,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from app.settings import Settings
+from edgeml.app.settings import Settings
 
 __all__ = ["add_to", "parse_start"]
 
@@ -151,17 +151,17 @@ async def _run(
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from app.kafka_admin import BrokerUnavailable, ensure_topics
-    from sim.generator import SimConfig, simulate
-    from sim.malformed import malformed
-    from sim.sender import (
+    from edgeml.app.kafka_admin import BrokerUnavailable, ensure_topics
+    from edgeml.sim.generator import SimConfig, simulate
+    from edgeml.sim.malformed import malformed
+    from edgeml.sim.sender import (
         SendStats,
         as_fast_as_possible,
         fixed_rate,
         plan_messages,
         send_messages,
     )
-    from topics.catalog import GROUND_TRUTH, READINGS
+    from edgeml.topics.catalog import GROUND_TRUTH, READINGS
 
     config = SimConfig(
         devices=devices,

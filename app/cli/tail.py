@@ -19,9 +19,9 @@ import orjson
 import typer
 from rich.console import Console
 
-from app.errors import EdgeMLError
-from app.settings import Settings
-from app.tail import SEVERITIES, TAIL_TOPICS, TailFilter, tail_topic
+from edgeml.app.errors import EdgeMLError
+from edgeml.app.settings import Settings
+from edgeml.app.tail import SEVERITIES, TAIL_TOPICS, TailFilter, tail_topic
 
 __all__ = ["NothingMatched", "add_to", "render"]
 

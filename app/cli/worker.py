@@ -1,4 +1,4 @@
-"""`edgeml worker`: run a Faust worker (the same as `faust -A app.main worker`)."""
+"""`edgeml worker`: run a Faust worker (the same as `faust -A edgeml.app.main worker`)."""
 
 from __future__ import annotations
 
@@ -38,10 +38,10 @@ def add_to(cli: typer.Typer) -> None:
         # The platform's topics exist before Faust's consumer takes its first metadata: one it
         # lacks there ("Ignoring missing topic") is only consumed after the next refresh, 5 min
         # later, even when Faust itself creates the topic a moment before.
-        from app.kafka_admin import ensure_topics
-        from app.settings import Settings
-        from topics.catalog import ALL_TABLES
+        from edgeml.app.kafka_admin import ensure_topics
+        from edgeml.app.settings import Settings
+        from edgeml.topics.catalog import ALL_TABLES
 
         ensure_topics(Settings(), tables=ALL_TABLES)
-        sys.argv = ["faust", "-A", "app.main", "worker", "-l", level, *ctx.args]
+        sys.argv = ["faust", "-A", "edgeml.app.main", "worker", "-l", level, *ctx.args]
         faust_cli()

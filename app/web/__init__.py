@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import faust
 
-from agents.analytics import AnalyticsStores
-from agents.score import BatchProgress
-from app.metrics import LagCollector, Metrics
-from app.settings import Settings
-from app.web import alerts, analytics, dashboard, status
-from app.web.alerts import AlertFeed
-from app.web.auth import bearer_middleware
-from models.analytics import AnalyticsWindows
-from models.scoring import Scorer
-from topics.analytics import AnalyticsTables
+from edgeml.agents.analytics import AnalyticsStores
+from edgeml.agents.score import BatchProgress
+from edgeml.app.metrics import LagCollector, Metrics
+from edgeml.app.settings import Settings
+from edgeml.app.web import alerts, analytics, dashboard, status
+from edgeml.app.web.alerts import AlertFeed
+from edgeml.app.web.auth import bearer_middleware
+from edgeml.models.analytics import AnalyticsWindows
+from edgeml.models.scoring import Scorer
+from edgeml.topics.analytics import AnalyticsTables
 
 __all__ = ["register_web"]
 

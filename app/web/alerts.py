@@ -23,9 +23,9 @@ import orjson
 from aiohttp import web as aioweb
 from faust.web import Request, Response, View
 
-from app.settings import Settings
-from app.tail import SEVERITIES, TailFilter
-from topics import catalog
+from edgeml.app.settings import Settings
+from edgeml.app.tail import SEVERITIES, TailFilter
+from edgeml.topics import catalog
 
 __all__ = ["AlertFeed", "Subscription", "register", "sse_event"]
 

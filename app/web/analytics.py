@@ -19,11 +19,11 @@ import faust
 import orjson
 from faust.web import Request, Response, View
 
-from agents.analytics import AnalyticsStores, PaneTables, TablePaneStore, local_heads
-from app.settings import Settings
-from app.web.cluster import gather
-from models.analytics import FLEET_KEY, AnalyticsWindows, head_summary, key_view
-from topics.analytics import AnalyticsTables
+from edgeml.agents.analytics import AnalyticsStores, PaneTables, TablePaneStore, local_heads
+from edgeml.app.settings import Settings
+from edgeml.app.web.cluster import gather
+from edgeml.models.analytics import FLEET_KEY, AnalyticsWindows, head_summary, key_view
+from edgeml.topics.analytics import AnalyticsTables
 
 __all__ = ["json_response", "register"]
 

@@ -25,11 +25,11 @@ import faust
 from aiohttp import web as aioweb
 from faust.web import Request, Response, View
 
-from agents.score import BatchProgress
-from app.lifecycle import life_of
-from app.metrics import CONTENT_TYPE, LagCollector, Metrics, split_ref
-from app.settings import Settings
-from models.scoring import Scorer
+from edgeml.agents.score import BatchProgress
+from edgeml.app.lifecycle import life_of
+from edgeml.app.metrics import CONTENT_TYPE, LagCollector, Metrics, split_ref
+from edgeml.app.settings import Settings
+from edgeml.models.scoring import Scorer
 
 __all__ = ["BrokerProbe", "Liveness", "liveness", "register"]
 

@@ -4,7 +4,7 @@
 a temporary home, so R3 can kill -9 it and start the same home and port again) or an external
 one (`--bootstrap`, or the test session's broker), which can only be used, never killed.
 
-`Worker` is one real `python -m app worker` (the `edgeml worker` entry point) with
+`Worker` is one real `python -m edgeml.app worker` (the `edgeml worker` entry point) with
 `EDGEML_STORE=rocksdb://` and its own data dir, web port and log file; `start` returns once
 it logs that it is ready, `kill` is SIGKILL, `terminate` SIGTERM and returns the seconds it
 took to exit.
@@ -56,8 +56,8 @@ class Broker:
 
     def restart(self) -> float:
         """Start the broker from its home on its ports; the seconds until it served metadata."""
-        from app.settings import Settings
-        from infra.kafka import broker as kafka
+        from edgeml.app.settings import Settings
+        from edgeml.infra.kafka import broker as kafka
 
         assert self.home is not None, "an external broker cannot be started"
         began = time.monotonic()
@@ -69,7 +69,7 @@ class Broker:
 
     def kill9(self) -> None:
         """SIGKILL the broker's JVM (no controlled shutdown) and wait until it is gone."""
-        from infra.kafka import broker as kafka
+        from edgeml.infra.kafka import broker as kafka
 
         assert self.home is not None, "an external broker cannot be killed"
         info = kafka.status(self.home)
@@ -82,7 +82,7 @@ class Broker:
 
     def stop(self) -> None:
         if self.home is not None:
-            from infra.kafka import broker as kafka
+            from edgeml.infra.kafka import broker as kafka
 
             kafka.stop(self.home)
 
@@ -143,7 +143,7 @@ class Worker:
         self.started_at = time.time()
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "app", "worker", "--loglevel", "info"],
+                [sys.executable, "-m", "edgeml.app", "worker", "--loglevel", "info"],
                 cwd=ROOT, env=self.env(), stdin=subprocess.DEVNULL, stdout=out,
                 stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip

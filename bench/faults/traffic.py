@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from sim.generator import SimConfig, simulate
-from sim.malformed import MALFORMED_KINDS, malformed
+from edgeml.sim.generator import SimConfig, simulate
+from edgeml.sim.malformed import MALFORMED_KINDS, malformed
 
 __all__ = [
     "POISON_KINDS",

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
-from topics.errors import EdgeMLError
+from edgeml.topics.errors import EdgeMLError
 
 __all__ = [
     "KAFKA_VERSION",

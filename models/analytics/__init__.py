@@ -28,18 +28,18 @@ Modules, in dataflow order: `stats` (one stretch's aggregates), `windows` (the l
 
 from __future__ import annotations
 
-from models.analytics.fold import fold_batch, fold_dead_letters, roll_up, roll_up_by_source
-from models.analytics.keys import KeyHead, KeyPartial, pane_key, parse_pane_key
-from models.analytics.stats import (
+from edgeml.models.analytics.fold import fold_batch, fold_dead_letters, roll_up, roll_up_by_source
+from edgeml.models.analytics.keys import KeyHead, KeyPartial, pane_key, parse_pane_key
+from edgeml.models.analytics.stats import (
     FLEET_KEY,
     SEVERITIES,
     UNASSIGNED_SITE,
     WINDOW_KINDS,
     WindowStats,
 )
-from models.analytics.store import DictPaneStore, PaneStore, apply_partial, sweep_idle
-from models.analytics.views import head_summary, key_view
-from models.analytics.windows import AnalyticsWindows
+from edgeml.models.analytics.store import DictPaneStore, PaneStore, apply_partial, sweep_idle
+from edgeml.models.analytics.views import head_summary, key_view
+from edgeml.models.analytics.windows import AnalyticsWindows
 
 __all__ = [
     "FLEET_KEY",

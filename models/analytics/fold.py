@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from models.analytics.keys import KeyPartial
-from models.analytics.stats import FLEET_KEY, UNASSIGNED_SITE, WindowStats
-from models.analytics.windows import AnalyticsWindows
+from edgeml.models.analytics.keys import KeyPartial
+from edgeml.models.analytics.stats import FLEET_KEY, UNASSIGNED_SITE, WindowStats
+from edgeml.models.analytics.windows import AnalyticsWindows
 
 if TYPE_CHECKING:  # only types: `Settings` validates windows with this package, keep it light
-    from models.pipeline import Rejected
-    from models.scoring import ScoredReading
+    from edgeml.models.pipeline import Rejected
+    from edgeml.models.scoring import ScoredReading
 
 __all__ = ["fold_batch", "fold_dead_letters", "roll_up", "roll_up_by_source"]
 

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from models.analytics.stats import FLEET_KEY, WindowStats
+from edgeml.models.analytics.stats import FLEET_KEY, WindowStats
 
 if TYPE_CHECKING:  # only the annotation of `KeyHead.pane`: the store module imports this one
-    from models.analytics.store import PaneStore
+    from edgeml.models.analytics.store import PaneStore
 
 __all__ = ["KeyHead", "KeyPartial", "pane_key", "parse_pane_key"]
 

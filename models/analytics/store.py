@@ -9,9 +9,9 @@ from typing import Protocol
 
 import orjson
 
-from models.analytics.keys import KeyHead, KeyPartial, pane_key
-from models.analytics.stats import WindowStats
-from models.analytics.windows import AnalyticsWindows
+from edgeml.models.analytics.keys import KeyHead, KeyPartial, pane_key
+from edgeml.models.analytics.stats import WindowStats
+from edgeml.models.analytics.windows import AnalyticsWindows
 
 __all__ = ["DictPaneStore", "PaneStore", "apply_partial", "sweep_idle"]
 

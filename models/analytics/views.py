@@ -6,10 +6,10 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
-from models.analytics.keys import KeyHead
-from models.analytics.stats import WindowStats
-from models.analytics.store import PaneStore
-from models.analytics.windows import AnalyticsWindows
+from edgeml.models.analytics.keys import KeyHead
+from edgeml.models.analytics.stats import WindowStats
+from edgeml.models.analytics.store import PaneStore
+from edgeml.models.analytics.windows import AnalyticsWindows
 
 __all__ = ["head_summary", "key_view"]
 

@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from models.analytics.stats import WINDOW_KINDS, WindowStats
+from edgeml.models.analytics.stats import WINDOW_KINDS, WindowStats
 
 __all__ = ["AnalyticsWindows"]
 

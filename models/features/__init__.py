@@ -43,9 +43,9 @@ the hot path, and its output `FeatureRow`). Import from this package.
 
 from __future__ import annotations
 
-from models.features.config import PER_WINDOW, FeatureConfig, WindowSpec
-from models.features.extractor import VALUE_LIMIT, FeatureExtractor, FeatureRow
-from models.features.windows import DeviceFeatures, MetricWindows
+from edgeml.models.features.config import PER_WINDOW, FeatureConfig, WindowSpec
+from edgeml.models.features.extractor import VALUE_LIMIT, FeatureExtractor, FeatureRow
+from edgeml.models.features.windows import DeviceFeatures, MetricWindows
 
 __all__ = [
     "PER_WINDOW",

@@ -9,10 +9,10 @@ import math
 from bisect import bisect_right
 from dataclasses import dataclass
 
-from models.aggregators import Ewma, Slope, Std
-from models.features.config import FeatureConfig
-from models.features.windows import _MOMENTS, DeviceFeatures, MetricWindows
-from topics.records import SensorReading
+from edgeml.models.aggregators import Ewma, Slope, Std
+from edgeml.models.features.config import FeatureConfig
+from edgeml.models.features.windows import _MOMENTS, DeviceFeatures, MetricWindows
+from edgeml.topics.records import SensorReading
 
 __all__ = ["VALUE_LIMIT", "FeatureExtractor", "FeatureRow"]
 

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from models.aggregators import Moments
+from edgeml.models.aggregators import Moments
 
 __all__ = ["DeviceFeatures", "MetricWindows"]
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from topics.errors import EdgeMLError
+from edgeml.topics.errors import EdgeMLError
 
 __all__ = [
     "DENORMAL_THRESHOLD",

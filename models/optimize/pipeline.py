@@ -22,12 +22,12 @@ from typing import Any, Literal
 
 import numpy as np
 
-from models.latency import Timing, machine_label, measure
-from models.manifest import ModelManifest
-from models.optimize import transforms
-from models.optimize.export import check_parity, export_sklearn, scrub_denormals
-from models.optimize.report import OptimizationReport, StepResult
-from models.registry import ModelRegistry, score_output_name, session_options, to_scores
+from edgeml.models.latency import Timing, machine_label, measure
+from edgeml.models.manifest import ModelManifest
+from edgeml.models.optimize import transforms
+from edgeml.models.optimize.export import check_parity, export_sklearn, scrub_denormals
+from edgeml.models.optimize.report import OptimizationReport, StepResult
+from edgeml.models.registry import ModelRegistry, score_output_name, session_options, to_scores
 
 __all__ = [
     "DEFAULT_STEPS",

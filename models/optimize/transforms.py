@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from models.optimize.export import scrub_onnx_denormals
-from topics.errors import EdgeMLError
+from edgeml.models.optimize.export import scrub_onnx_denormals
+from edgeml.topics.errors import EdgeMLError
 
 __all__ = [
     "ZSTD_LEVEL",

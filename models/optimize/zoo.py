@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from models.manifest import ModelManifest
-from models.optimize.export import export_checked
-from models.optimize.pipeline import SourceModel
-from models.registry import ModelRegistry
+from edgeml.models.manifest import ModelManifest
+from edgeml.models.optimize.export import export_checked
+from edgeml.models.optimize.pipeline import SourceModel
+from edgeml.models.registry import ModelRegistry
 
 __all__ = ["DEMOS", "Demo", "register_demo", "train"]
 

@@ -21,14 +21,18 @@ loading, hot swap, registering and promoting versions). Import from this package
 
 from __future__ import annotations
 
-from models.registry.backends import LoadedModel, score_output_name, to_scores
-from models.registry.handle import ModelHandle
-from models.registry.layout import DEFAULT_ROOT, FAILURE_MODEL_ID, sha256_bytes, sha256_file
-from models.registry.sessions import ModelMemory, SessionCache, default_sessions, session_options
-from models.registry.store import ModelRegistry, load_promoted
+from edgeml.models.registry.backends import LoadedModel, score_output_name, to_scores
+from edgeml.models.registry.handle import ModelHandle
+from edgeml.models.registry.layout import FAILURE_MODEL_ID, sha256_bytes, sha256_file
+from edgeml.models.registry.sessions import (
+    ModelMemory,
+    SessionCache,
+    default_sessions,
+    session_options,
+)
+from edgeml.models.registry.store import ModelRegistry, load_promoted
 
 __all__ = [
-    "DEFAULT_ROOT",
     "FAILURE_MODEL_ID",
     "LoadedModel",
     "ModelHandle",

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from models.manifest import ModelManifest, SchemaMismatch
-from models.registry.sessions import ModelMemory
+from edgeml.models.manifest import ModelManifest, SchemaMismatch
+from edgeml.models.registry.sessions import ModelMemory
 
 __all__ = ["LoadedModel", "score_output_name", "to_scores"]
 

@@ -6,8 +6,8 @@ import threading
 
 import numpy as np
 
-from models.manifest import SchemaMismatch
-from models.registry.backends import LoadedModel
+from edgeml.models.manifest import SchemaMismatch
+from edgeml.models.registry.backends import LoadedModel
 
 __all__ = ["ModelHandle"]
 

@@ -13,11 +13,10 @@ import re
 import uuid
 from pathlib import Path
 
-from models.manifest import ManifestError, ModelManifest, TamperedArtifact
+from edgeml.models.manifest import ManifestError, ModelManifest, TamperedArtifact
 
-__all__ = ["DEFAULT_ROOT", "FAILURE_MODEL_ID", "sha256_bytes", "sha256_file"]
+__all__ = ["FAILURE_MODEL_ID", "sha256_bytes", "sha256_file"]
 
-DEFAULT_ROOT = Path(__file__).resolve().parents[1] / "artifacts"  # models/artifacts/
 FAILURE_MODEL_ID = "failure-gbm"  # the offline failure model the Scorer serves
 PROMOTED = "PROMOTED"
 MANIFEST = "manifest.json"

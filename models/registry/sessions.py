@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from models.latency import rss_bytes
+from edgeml.models.latency import rss_bytes
 
 __all__ = ["ModelMemory", "SessionCache", "default_sessions", "session_options"]
 

@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from models.latency import machine_label, measure, rss_bytes
-from models.manifest import (
+from edgeml.models.latency import machine_label, measure, rss_bytes
+from edgeml.models.manifest import (
     KINDS,
     LatencyStats,
     ManifestError,
@@ -28,12 +28,11 @@ from models.manifest import (
     UnknownVersion,
     utc_now_iso,
 )
-from models.registry.backends import LoadedModel, _check_graph_inputs
-from models.registry.handle import ModelHandle
-from models.registry.layout import (
+from edgeml.models.registry.backends import LoadedModel, _check_graph_inputs
+from edgeml.models.registry.handle import ModelHandle
+from edgeml.models.registry.layout import (
     _MODEL_ID,
     _VERSION,
-    DEFAULT_ROOT,
     FAILURE_MODEL_ID,
     HOLDOUT,
     MANIFEST,
@@ -44,7 +43,7 @@ from models.registry.layout import (
     _version_key,
     sha256_bytes,
 )
-from models.registry.sessions import ModelMemory, SessionCache, default_sessions
+from edgeml.models.registry.sessions import ModelMemory, SessionCache, default_sessions
 
 __all__ = ["ModelRegistry", "load_promoted"]
 
@@ -52,13 +51,15 @@ __all__ = ["ModelRegistry", "load_promoted"]
 class ModelRegistry:
     """Registered model versions under `root`, with verified loading and atomic promotion.
 
-    Usually `ModelRegistry()` (root `models/artifacts/`); tests pass a `tmp_path` root and a
-    fresh `SessionCache`. `threads` is the ONNX intra-op thread count of loaded sessions.
+    The root is always explicit (the worker's and the CLI's is `Settings.registry_root`; tests
+    pass a `tmp_path` root and a fresh `SessionCache`): a default would point into the installed
+    package, which is read-only data (`models.shipped.SHIPPED_ROOT`). `threads` is the ONNX
+    intra-op thread count of loaded sessions.
     """
 
     def __init__(
         self,
-        root: Path = DEFAULT_ROOT,
+        root: Path,
         *,
         threads: int = 1,
         sessions: SessionCache | None = None,
@@ -409,7 +410,7 @@ class ModelRegistry:
 
 
 def load_promoted(
-    root: Path = DEFAULT_ROOT,
+    root: Path,
     threads: int = 1,
     *,
     model_id: str = FAILURE_MODEL_ID,

@@ -38,10 +38,10 @@ def register(app: faust.App, greetings: str, replies: str) -> faust.types.AgentT
 
 
 def _main() -> None:
-    # What `faust -A app.main worker` does (`app.main`), plus this agent.
-    from app.factory import create_app
-    from app.process import configure_process
-    from app.settings import Settings
+    # What `faust -A edgeml.app.main worker` does (`app.main`), plus this agent.
+    from edgeml.app.factory import create_app
+    from edgeml.app.process import configure_process
+    from edgeml.app.settings import Settings
 
     settings = Settings()
     configure_process(settings)

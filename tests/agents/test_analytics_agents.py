@@ -13,11 +13,11 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agents.analytics import PaneTables, local_heads
-from app.factory import Worker, build_worker
-from app.metrics import iter_metric_names
-from app.settings import Settings
-from models.analytics import FLEET_KEY, KeyPartial, key_view
+from edgeml.agents.analytics import PaneTables, local_heads
+from edgeml.app.factory import Worker, build_worker
+from edgeml.app.metrics import iter_metric_names
+from edgeml.app.settings import Settings
+from edgeml.models.analytics import FLEET_KEY, KeyPartial, key_view
 
 T0 = 1_767_225_600.0
 

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from agents.score import BatchProgress
-from app.factory import Worker, build_worker, create_app
-from app.settings import Settings
-from models.registry import DEFAULT_ROOT, FAILURE_MODEL_ID, ModelHandle, ModelRegistry
+from edgeml.agents.score import BatchProgress
+from edgeml.app.factory import Worker, build_worker, create_app
+from edgeml.app.settings import Settings
+from edgeml.models.registry import FAILURE_MODEL_ID, ModelHandle, ModelRegistry
+from edgeml.models.shipped import SHIPPED_ROOT
 
 THREADS = 3  # not the 1 that a registry without the setting uses
 
@@ -30,7 +31,7 @@ def intra_op_threads(handle: object) -> int:
 def registry_root(tmp_path: Path) -> Path:
     """A copy of the shipped registry (failure-gbm@1 promoted) plus an unpromoted @2."""
     root = tmp_path / "registry"
-    shutil.copytree(DEFAULT_ROOT, root)
+    shutil.copytree(SHIPPED_ROOT, root)
     registry = ModelRegistry(root)
     manifest = registry.manifest(FAILURE_MODEL_ID)
     artifact = tmp_path / "model.onnx"

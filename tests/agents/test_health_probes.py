@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from app.factory import Worker, build_worker
-from app.lifecycle import life_of
-from app.settings import Settings
+from edgeml.app.factory import Worker, build_worker
+from edgeml.app.lifecycle import life_of
+from edgeml.app.settings import Settings
 
 
 @pytest.fixture

@@ -15,9 +15,9 @@ from collections.abc import Callable
 
 import faust
 
-from agents.recovery import hold_delivery_until_seeked
-from app.factory import build_worker
-from app.settings import Settings
+from edgeml.agents.recovery import hold_delivery_until_seeked
+from edgeml.app.factory import build_worker
+from edgeml.app.settings import Settings
 
 
 async def _recovery_end_with_delivery_during_seek(app: faust.App) -> list[str]:

@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import faust
 
-from app.factory import build_worker
-from app.settings import Settings
-from topics.catalog import ALL_TABLES
+from edgeml.app.factory import build_worker
+from edgeml.app.settings import Settings
+from edgeml.topics.catalog import ALL_TABLES
 
 
 def test_every_rocksdb_table_is_bounded(settings_factory: Callable[..., Settings]) -> None:

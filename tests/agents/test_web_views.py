@@ -19,10 +19,10 @@ from aiokafka.partitioner import murmur2
 from faust.types import TP
 from prometheus_client.parser import text_string_to_metric_families
 
-from agents.analytics import PaneTables
-from app.factory import Worker, build_worker
-from app.settings import Settings
-from models.analytics import FLEET_KEY, key_view
+from edgeml.agents.analytics import PaneTables
+from edgeml.app.factory import Worker, build_worker
+from edgeml.app.settings import Settings
+from edgeml.models.analytics import FLEET_KEY, key_view
 
 T0 = 1_767_225_600.0
 PARTITIONS = 4
@@ -265,7 +265,7 @@ async def test_a_batch_stuck_past_the_limit_fails_the_liveness_probe(
 
     # Stuck means stuck while the broker answers: waiting on a broker that is down is not
     # (tests/agents/test_health_probes.py), and nothing serves this test's bootstrap address.
-    monkeypatch.setattr("app.web.status.BrokerProbe.check", broker_answers)
+    monkeypatch.setattr("edgeml.app.web.status.BrokerProbe.check", broker_answers)
     progress = worker.progress
     progress.started = time.monotonic() - 121.0  # EDGEML_STALL_AFTER_S is 120 by default
     stuck = await _json(client, "/health?probe=live", 503)

@@ -16,10 +16,10 @@ import orjson
 import pytest
 from faust.types import Message
 
-from agents.writeback import CommitFlusher, KillAfterFlush, WriteBackTable, in_partition_of
-from app.factory import build_worker, create_app
-from app.settings import Settings
-from models.scoring import DeviceState
+from edgeml.agents.writeback import CommitFlusher, KillAfterFlush, WriteBackTable, in_partition_of
+from edgeml.app.factory import build_worker, create_app
+from edgeml.app.settings import Settings
+from edgeml.models.scoring import DeviceState
 
 
 @pytest.fixture

@@ -33,8 +33,8 @@ import pytest
 import yaml
 from kafka import KafkaConsumer
 
-from app.settings import Settings
-from models.analytics import FLEET_KEY, DictPaneStore, key_view
+from edgeml.app.settings import Settings
+from edgeml.models.analytics import FLEET_KEY, DictPaneStore, key_view
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +55,7 @@ def _cli(settings: Settings, *args: str, timeout: float = 300) -> subprocess.Com
         "EDGEML_TOPIC_PARTITIONS": str(settings.topic_partitions),
     }
     return subprocess.run(
-        [sys.executable, "-m", "app", *args], cwd=ROOT, env=env, capture_output=True,
+        [sys.executable, "-m", "edgeml.app", *args], cwd=ROOT, env=env, capture_output=True,
         text=True, timeout=timeout, check=False,
     )  # fmt: skip
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from kafka import KafkaProducer
 
-from app.settings import Settings
+from edgeml.app.settings import Settings
 
 pytestmark = pytest.mark.integration
 

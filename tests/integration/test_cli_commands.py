@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
-from app.kafka_admin import ensure_topics, publish
-from app.settings import Settings
-from sim.malformed import MALFORMED_SEQ_BASE
-from sim.truth import GroundTruth
-from topics.catalog import ALL_TOPICS, MODEL_REGISTRY
+from edgeml.app.kafka_admin import ensure_topics, publish
+from edgeml.app.settings import Settings
+from edgeml.sim.malformed import MALFORMED_SEQ_BASE
+from edgeml.sim.truth import GroundTruth
+from edgeml.topics.catalog import ALL_TOPICS, MODEL_REGISTRY
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from app.demo import DemoPlan, run_demo
-from app.settings import Settings
+from edgeml.app.demo import DemoPlan, run_demo
+from edgeml.app.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,8 @@ from typing import Any
 import orjson
 import pytest
 
-from app.settings import Settings
-from sim.generator import SimConfig, simulate
+from edgeml.app.settings import Settings
+from edgeml.sim.generator import SimConfig, simulate
 
 pytestmark = pytest.mark.integration
 

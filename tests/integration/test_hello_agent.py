@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from app.settings import Settings
+from edgeml.app.settings import Settings
 from tests.agents import hello_agent
 
 pytestmark = pytest.mark.integration

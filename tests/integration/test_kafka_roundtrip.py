@@ -10,7 +10,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from app.settings import Settings
+from edgeml.app.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer
 
-from app.settings import Settings
+from edgeml.app.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from kafka import KafkaAdminClient
 
-from app.settings import Settings
-from infra.kafka import broker
+from edgeml.app.settings import Settings
+from edgeml.infra.kafka import broker
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def edgeml(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     """Run the CLI in its own process, as a user would (the broker must outlive it)."""
     return subprocess.run(
-        [sys.executable, "-m", "app", *args],
+        [sys.executable, "-m", "edgeml.app", *args],
         cwd=cwd,
         capture_output=True,
         text=True,

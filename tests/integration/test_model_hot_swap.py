@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from app.settings import Settings
-from models.registry import ModelRegistry
+from edgeml.app.settings import Settings
+from edgeml.models.registry import ModelRegistry
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +34,7 @@ def _env(settings: Settings) -> dict[str, str]:
 
 def _app(settings: Settings, *args: str, **kwargs: object) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "app", *args],
+        [sys.executable, "-m", "edgeml.app", *args],
         cwd=ROOT,
         env=_env(settings),
         stdout=subprocess.PIPE,

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer
 
-from app.settings import Settings
-from sim.malformed import ERROR_CLASS, MALFORMED_KINDS
+from edgeml.app.settings import Settings
+from edgeml.sim.malformed import ERROR_CLASS, MALFORMED_KINDS
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from kafka import KafkaProducer
 
-from app.settings import Settings
+from edgeml.app.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +31,7 @@ def _env(settings: Settings) -> dict[str, str]:
 
 def _tail(settings: Settings, *args: str) -> list[dict[str, Any]]:
     result = subprocess.run(
-        [sys.executable, "-m", "app", "tail", *args, "--json", "--timeout", "30"],
+        [sys.executable, "-m", "edgeml.app", "tail", *args, "--json", "--timeout", "30"],
         cwd=ROOT, env=_env(settings), capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -72,7 +72,7 @@ def test_tail_replays_with_filters_and_follows_live_records(
     assert letter["origin.offset"] == "41"
 
     live = subprocess.Popen(
-        [sys.executable, "-m", "app", "tail", "alerts", "--json", "-d", "d9", "--limit", "1",
+        [sys.executable, "-m", "edgeml.app", "tail", "alerts", "--json", "-d", "d9", "--limit", "1",
          "--timeout", "60"],
         cwd=ROOT, env=_env(settings), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip

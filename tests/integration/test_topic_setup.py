@@ -8,9 +8,9 @@ from collections.abc import Callable
 
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 
-from app.kafka_admin import ensure_topics
-from app.settings import Settings
-from topics.catalog import ALL_TABLES, ALL_TOPICS
+from edgeml.app.kafka_admin import ensure_topics
+from edgeml.app.settings import Settings
+from edgeml.topics.catalog import ALL_TABLES, ALL_TOPICS
 
 
 def test_the_worker_setup_creates_every_changelog_compacted(

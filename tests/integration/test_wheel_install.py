@@ -1,7 +1,9 @@
 """The wheel, installed into a fresh venv outside the checkout, works as a new user would use it
 (issue #10, item 6): with the core dependencies only it scores a reading (no Faust installed);
-with the `cli` extra `edgeml --help` runs and `edgeml models list` serves the shipped model from
-a copy in the working directory; and none of it writes a file under site-packages.
+the wheel installs one top-level package, `edgeml`, and its `edgeml` script says in one line that
+the command line needs the `cli` extra; with that extra `edgeml --help` runs and
+`edgeml models list` serves the shipped model from a copy in the working directory; and none of
+it writes a file under site-packages.
 
 No broker: it is in tests/integration because it builds and installs (pip, its cache, the
 package index); measured 40 s with a warm pip cache (build 4 s, core 14 s, cli 25 s).
@@ -15,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -36,10 +39,10 @@ SCORE_ONE_READING = textwrap.dedent(
 
     import orjson
 
-    from models.pipeline import Inbound, ReadingPipeline
-    from models.registry import load_promoted
-    from models.scoring import DeviceState, Scorer
-    from models.shipped import seed_registry
+    from edgeml.models.pipeline import Inbound, ReadingPipeline
+    from edgeml.models.registry import load_promoted
+    from edgeml.models.scoring import DeviceState, Scorer
+    from edgeml.models.shipped import seed_registry
 
     class Store:
         def __init__(self):
@@ -130,6 +133,21 @@ def test_the_wheel_scores_with_core_only_and_runs_the_cli_without_writing_site_p
     )  # fmt: skip
 
     _run([*pip, str(wheel)], tmp_path)  # core only
+    with zipfile.ZipFile(wheel) as archive:
+        top_level = {name.partition("/")[0] for name in archive.namelist()}
+    assert {name for name in top_level if not name.endswith(".dist-info")} == {"edgeml"}
+    assert not {"app", "models", "topics", "agents", "sim", "infra", "training"} & {
+        path.name for path in site.iterdir()
+    }
+    no_cli = subprocess.run(
+        [str(venv / "bin" / "edgeml"), "--help"], cwd=cwd, env=_clean_env(),
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert no_cli.returncode == 2, no_cli.stderr
+    assert no_cli.stderr.strip().splitlines() == [
+        "edgeml: error: the command line needs the 'cli' extra (module 'typer' is not installed):"
+        " pip install 'edgeml[cli]'"
+    ]
     before = _listing(site)
     scored = json.loads(_run([str(python), "-c", SCORE_ONE_READING], cwd).stdout)
     assert _diff(before, _listing(site)) == []

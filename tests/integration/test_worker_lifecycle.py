@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from app.lifecycle import EXIT_AGENT_CRASHED, EXIT_STOP_TIMEOUT
-from app.settings import Settings
+from edgeml.app.lifecycle import EXIT_AGENT_CRASHED, EXIT_STOP_TIMEOUT
+from edgeml.app.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +31,7 @@ READY = "Worker]: Ready"
 HANG_GUARD_S = 120.0  # only so that a broken build fails instead of hanging the suite
 
 _CRASH_ON_MARKER = """
-import models.pipeline as pipeline
+import edgeml.models.pipeline as pipeline
 _process = pipeline.ReadingPipeline.process
 def process(self, inbound, store):
     if any(b"CRASH-ME" in (item.value or b"") for item in inbound):
@@ -42,8 +42,8 @@ pipeline.ReadingPipeline.process = process
 
 _HANG_ON_MARKER = """
 import asyncio
-import agents.publish as publish
-import models.pipeline as pipeline
+import edgeml.agents.publish as publish
+import edgeml.models.pipeline as pipeline
 _process, _publish, hang = pipeline.ReadingPipeline.process, publish.Publisher.publish, [False]
 def process(self, inbound, store):
     hang[0] = any(b"HANG-ME" in (item.value or b"") for item in inbound)
@@ -58,7 +58,7 @@ publish.Publisher.publish = publish_
 
 _RUN_WORKER = """
 import sys
-from app.cli import main
+from edgeml.app.cli import main
 sys.argv = ["edgeml", "worker", "--loglevel", "info"]
 main()
 """
@@ -194,7 +194,7 @@ def test_worker_restarted_after_kill_9_resumes_as_the_same_static_member(
     settings = settings_factory(worker_name=f"{unique_id}-w1")
     first = worker_factory(settings)
     sim = subprocess.Popen(  # a steady stream across the kill and the restart
-        [sys.executable, "-m", "app", "simulate", "--devices", "5", "--count", "3000",
+        [sys.executable, "-m", "edgeml.app", "simulate", "--devices", "5", "--count", "3000",
          "--rate", "100", "--seed", "3", "--no-progress"],
         cwd=ROOT, env=_env(settings), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from app.cli import main
-from infra.kafka import broker
+from edgeml.app.cli import main
+from edgeml.infra.kafka import broker
 
 CliRun = Callable[..., tuple[int, str, str]]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from app.factory import create_app
-from app.settings import Settings
-from topics.catalog import ALL_TOPICS
+from edgeml.app.factory import create_app
+from edgeml.app.settings import Settings
+from edgeml.topics.catalog import ALL_TOPICS
 
 
 def test_every_agent_input_is_in_the_catalog(settings_factory: Callable[..., Settings]) -> None:

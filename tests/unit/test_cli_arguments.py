@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import typer
 
-from app.cli.simulate import parse_start
-from app.settings import Settings
+from edgeml.app.cli.simulate import parse_start
+from edgeml.app.settings import Settings
 
 Invoke = Callable[..., tuple[int, str, str]]
 
@@ -83,7 +83,7 @@ def test_parse_start_names_the_option_it_refuses() -> None:
 @pytest.fixture
 def truth_file(tmp_path: Path) -> Path:
     """A valid one-device ground truth (summary line only), as `simulate -g` writes it."""
-    from sim.truth import GroundTruth, RunSummary
+    from edgeml.sim.truth import GroundTruth, RunSummary
 
     summary = RunSummary(
         seed=0,

@@ -82,7 +82,7 @@ def test_each_failure_is_one_line_with_its_exit_code(
         | {k: v.format(files=files) for k, v in env.items()}
     )
     result = subprocess.run(
-        [sys.executable, "-m", "app", *(a.format(files=files) for a in args)],
+        [sys.executable, "-m", "edgeml.app", *(a.format(files=files) for a in args)],
         cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -95,7 +95,7 @@ def test_each_failure_is_one_line_with_its_exit_code(
 def test_csv_lines_decoded_one_by_one_keep_quoted_newlines_and_the_bom(tmp_path: Path) -> None:
     """`read_rows` decodes CSV per line (to report a bad byte at its own line): a quoted field
     spanning lines, CRLF endings and a UTF-8 BOM still read as before."""
-    from sim.replay import read_rows
+    from edgeml.sim.replay import read_rows
 
     path = tmp_path / "quoted.csv"
     path.write_bytes(b'\xef\xbb\xbfdevice_id,ts,note\r\nd1,1767225600,"two\r\nlines"\r\nd2,1,x\r\n')
@@ -107,8 +107,8 @@ def test_csv_lines_decoded_one_by_one_keep_quoted_newlines_and_the_bom(tmp_path:
 
 async def test_a_send_that_fails_part_way_leaves_the_count_with_the_caller() -> None:
     """`edgeml replay` reports how many readings went out when the broker fails mid-file."""
-    from sim.replay import to_readings
-    from sim.sender import SendStats, plan_messages, send_messages
+    from edgeml.sim.replay import to_readings
+    from edgeml.sim.sender import SendStats, plan_messages, send_messages
 
     class FailingThird:
         sent = 0

@@ -1,10 +1,11 @@
 """The import contracts of `pyproject.toml` (`lint-imports`, part of `make lint`): kept by the
 real tree, and broken by each kind of upward import the architecture forbids.
 
-Each planted case copies the packages' `.py` files and `pyproject.toml` into a temporary
-directory, adds one import to one module and runs `lint-imports` there: it must exit non-zero
-and name the contract that caught it. So a contract that was weakened (or a config that stopped
-being read) fails here rather than passing silently.
+Each planted case copies the packages' `.py` files (as real folders under `edgeml/`, where the
+checkout has symlinks) and `pyproject.toml` into a temporary directory, adds one import to one
+module and runs `lint-imports` there: it must exit non-zero and name the contract that caught it.
+So a contract that was weakened (or a config that stopped being read) fails here rather than
+passing silently.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("app", "agents", "models", "topics", "sim", "infra", "training", "bench")
+PACKAGES = ("app", "agents", "models", "topics", "sim", "infra", "training")
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 CONTRACTS = {
     contract["id"]: contract["name"]
@@ -56,7 +57,9 @@ def _only_sources(folder: str, names: list[str]) -> set[str]:
 def source_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tree = tmp_path_factory.mktemp("tree")
     for package in PACKAGES:
-        shutil.copytree(ROOT / package, tree / package, ignore=_only_sources)
+        shutil.copytree(ROOT / package, tree / "edgeml" / package, ignore=_only_sources)
+    shutil.copy(ROOT / "edgeml" / "__init__.py", tree / "edgeml" / "__init__.py")
+    shutil.copytree(ROOT / "bench", tree / "bench", ignore=_only_sources)
     shutil.copy(ROOT / "pyproject.toml", tree / "pyproject.toml")
     return tree
 
@@ -77,19 +80,23 @@ def test_the_copied_tree_keeps_every_contract(source_tree: Path) -> None:
 @pytest.mark.parametrize(
     ("module", "planted", "broken"),
     [
-        ("models/pipeline.py", "import app.settings", {"layers"}),
-        ("topics/records.py", "import models.scoring", {"layers"}),
-        ("agents/score.py", "import app.settings", {"layers"}),
+        ("edgeml/models/pipeline.py", "import edgeml.app.settings", {"layers"}),
+        ("edgeml/topics/records.py", "import edgeml.models.scoring", {"layers"}),
+        ("edgeml/agents/score.py", "import edgeml.app.settings", {"layers"}),
         # the worker imports models, so a simulator under models is in the worker too
         (
-            "models/scoring.py",
-            "import sim.generator",
+            "edgeml/models/scoring.py",
+            "import edgeml.sim.generator",
             {"runtime-without-tools", "worker-without-tools"},
         ),
-        ("topics/catalog.py", "import training", {"runtime-without-tools", "worker-without-tools"}),
-        ("app/factory.py", "import infra.kafka.broker", {"worker-without-tools"}),
-        ("models/features/extractor.py", "import faust", {"core-without-faust"}),
-        ("infra/kafka/broker.py", "import app.errors", {"infra-without-app"}),
+        (
+            "edgeml/topics/catalog.py",
+            "import edgeml.training",
+            {"runtime-without-tools", "worker-without-tools"},
+        ),
+        ("edgeml/app/factory.py", "import edgeml.infra.kafka.broker", {"worker-without-tools"}),
+        ("edgeml/models/features/extractor.py", "import faust", {"core-without-faust"}),
+        ("edgeml/infra/kafka/broker.py", "import edgeml.app.errors", {"infra-without-app"}),
     ],
 )
 def test_a_planted_import_breaks_its_contract(
@@ -113,9 +120,10 @@ def test_the_cli_and_the_worker_import_no_tools_at_start() -> None:
     # and the broker launcher (App -> Sim, App -> Infra) but only inside its commands, so an
     # `edgeml worker` process never loads them. Measured in a fresh interpreter.
     probe = (
-        "import sys, app.cli, app.factory\n"
-        "tools = {'sim', 'infra', 'training', 'bench'}\n"
-        "print(sorted(m for m in sys.modules if m.partition('.')[0] in tools))\n"
+        "import sys, edgeml.app.cli, edgeml.app.factory\n"
+        "tools = {'edgeml.sim', 'edgeml.infra', 'edgeml.training', 'bench'}\n"
+        "print(sorted(m for m in sys.modules\n"
+        "             if any(m == t or m.startswith(t + '.') for t in tools)))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe],

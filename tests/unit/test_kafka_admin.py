@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from app import kafka_admin
-from app.cli import cli
-from app.kafka_admin import BrokerUnavailable, ensure_topics, publish
-from app.settings import Settings
-from models.optimize import zoo
-from models.registry import ModelRegistry
-from topics.catalog import MODEL_REGISTRY
+from edgeml.app import kafka_admin
+from edgeml.app.cli import cli
+from edgeml.app.kafka_admin import BrokerUnavailable, ensure_topics, publish
+from edgeml.app.settings import Settings
+from edgeml.models.optimize import zoo
+from edgeml.models.registry import ModelRegistry
+from edgeml.topics.catalog import MODEL_REGISTRY
 
 
 def test_ensure_topics_names_the_unreachable_broker(

@@ -12,10 +12,10 @@ from typing import Any
 import mode
 import pytest
 
-from app import lifecycle
-from app.lifecycle import EXIT_AGENT_CRASHED, AgentCrashSupervisor, StopWatchdog, life_of
-from app.settings import Settings
-from app.web.status import Liveness, liveness
+from edgeml.app import lifecycle
+from edgeml.app.lifecycle import EXIT_AGENT_CRASHED, AgentCrashSupervisor, StopWatchdog, life_of
+from edgeml.app.settings import Settings
+from edgeml.app.web.status import Liveness, liveness
 
 IN_PROGRESS = "batch in progress for"
 
@@ -159,7 +159,7 @@ def test_group_instance_id(worker_name: str | None, expected: str | None) -> Non
 def test_the_app_is_a_static_member_with_the_chosen_session_timeout(
     settings_factory: Callable[..., Settings],
 ) -> None:
-    from app.factory import create_app
+    from edgeml.app.factory import create_app
 
     settings = settings_factory(worker_name="edge-box-3", session_timeout_s=12.0)
     app = create_app(settings)

@@ -8,9 +8,9 @@ from types import SimpleNamespace
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.metrics import Metrics
-from models.pipeline import BatchResult, Outbound, Rejected
-from topics.records import AnomalyAlert
+from edgeml.app.metrics import Metrics
+from edgeml.models.pipeline import BatchResult, Outbound, Rejected
+from edgeml.topics.records import AnomalyAlert
 
 
 def _alert(state: str, severity: str) -> AnomalyAlert:

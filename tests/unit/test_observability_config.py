@@ -22,9 +22,9 @@ import pytest
 import yaml
 from faust.types import TP
 
-from app.metrics import Metrics, guarded, iter_metric_names
-from models.pipeline import Inbound, ReadingPipeline
-from models.scoring import Scorer
+from edgeml.app.metrics import Metrics, guarded, iter_metric_names
+from edgeml.models.pipeline import Inbound, ReadingPipeline
+from edgeml.models.scoring import Scorer
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = ROOT / "infra" / "prometheus"

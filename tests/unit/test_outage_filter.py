@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from app.outage import BrokerOutageFilter, is_broker_unreachable
+from edgeml.app.outage import BrokerOutageFilter, is_broker_unreachable
 
 
 class Clock:
@@ -41,7 +41,8 @@ def _refused(node: int = 1) -> logging.LogRecord:
         # not the broker's absence, or not a Kafka client's message, or below WARNING
         (_record("aiokafka.client", logging.ERROR, "Topic %s not found in cluster metadata", "t"),
          False),
-        (_record("app.factory", logging.ERROR, "Unable connect to node with id %s: %s", 1, "x"),
+        (_record("edgeml.app.factory", logging.ERROR,
+                 "Unable connect to node with id %s: %s", 1, "x"),
          False),
         (_record("aiokafka.client", logging.INFO, "Unable connect to node with id %s: %s", 1, "x"),
          False),
@@ -87,7 +88,9 @@ def test_other_records_pass_unchanged() -> None:
         other.levelno == logging.ERROR
         and other.getMessage() == "Topic t not found in cluster metadata"
     )
-    mine = _record("app.tail", logging.ERROR, "Unable connect to node with id %s: %s", 1, "x")
+    mine = _record(
+        "edgeml.app.tail", logging.ERROR, "Unable connect to node with id %s: %s", 1, "x"
+    )
     assert quiet.filter(mine) and mine.levelno == logging.ERROR
 
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import app.cli.optimize as optimize_cli
-from app.cli import cli
-from app.settings import Settings
-from models.registry import FAILURE_MODEL_ID, ModelRegistry
-from models.shipped import SHIPPED_ROOT, seed_registry
+import edgeml.app.cli.optimize as optimize_cli
+from edgeml.app.cli import cli
+from edgeml.app.settings import Settings
+from edgeml.models.registry import FAILURE_MODEL_ID, ModelRegistry
+from edgeml.models.shipped import SHIPPED_ROOT, seed_registry
 
 ROOT = Path(__file__).resolve().parents[2]
 HOME_PATHS = {

@@ -17,11 +17,11 @@ from kafka.admin import KafkaAdminClient
 from kafka.producer import KafkaProducer
 from pydantic import ValidationError
 
-from app import kafka_admin
-from app.cli.errors import describe_validation_error
-from app.errors import ConfigError
-from app.factory import _broker_credentials, create_app
-from app.settings import Settings
+from edgeml.app import kafka_admin
+from edgeml.app.cli.errors import describe_validation_error
+from edgeml.app.errors import ConfigError
+from edgeml.app.factory import _broker_credentials, create_app
+from edgeml.app.settings import Settings
 
 
 @pytest.fixture(scope="module")

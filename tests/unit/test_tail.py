@@ -8,9 +8,9 @@ from typing import Any
 import orjson
 import pytest
 
-from app.cli import main
-from app.cli.tail import render
-from app.tail import TailFilter, _records
+from edgeml.app.cli import main
+from edgeml.app.cli.tail import render
+from edgeml.app.tail import TailFilter, _records
 
 DRIVER = {"metric": "vibration", "feature": "fast", "value": 9.1, "zscore": 6.25}
 ALERT = {"alert_id": "d1:7", "device_id": "d1", "state": "open", "severity": "warning",

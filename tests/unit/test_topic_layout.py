@@ -8,12 +8,12 @@ from collections.abc import Callable
 import faust
 import pytest
 
-import topics.layout
-from app.settings import Settings
-from topics import catalog
-from topics.analytics import declare_analytics
-from topics.declare import declare_tables, declare_topics
-from topics.layout import TopicLayout
+import edgeml.topics.layout
+from edgeml.app.settings import Settings
+from edgeml.topics import catalog
+from edgeml.topics.analytics import declare_analytics
+from edgeml.topics.declare import declare_tables, declare_topics
+from edgeml.topics.layout import TopicLayout
 
 
 def test_settings_build_the_layout_from_their_own_fields(
@@ -78,5 +78,5 @@ def test_a_layout_without_partitions_or_replicas_is_refused(
 
 
 def test_the_docstring_example_runs() -> None:
-    result = doctest.testmod(topics.layout)
+    result = doctest.testmod(edgeml.topics.layout)
     assert result.attempted > 0 and result.failed == 0

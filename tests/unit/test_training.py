@@ -16,11 +16,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from models.failure import failure_inputs
-from models.registry import ModelRegistry
-from models.scoring import FAILURE_MODEL_ID
-from sim.generator import SimConfig, simulate
-from training import evaluate_offline, train_failure
+from edgeml.models.failure import failure_inputs
+from edgeml.models.registry import ModelRegistry
+from edgeml.models.scoring import FAILURE_MODEL_ID
+from edgeml.sim.generator import SimConfig, simulate
+from edgeml.training import evaluate_offline, train_failure
 
 DEVICES, COUNT = 3, 1500
 SIZE = ["--devices", str(DEVICES), "--count", str(COUNT)]

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from models.aggregators import (
+from edgeml.models.aggregators import (
     Count,
     Ewma,
     Max,

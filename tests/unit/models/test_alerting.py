@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from models.alerting import AlertPolicy, AlertState, severity_of
-from topics.records import AlertDriver, AnomalyAlert
+from edgeml.models.alerting import AlertPolicy, AlertState, severity_of
+from edgeml.topics.records import AlertDriver, AnomalyAlert
 
 T0 = 1_767_225_600.0
 DRIVERS = (AlertDriver("vibration", "fast", 9.1, 12.0),)

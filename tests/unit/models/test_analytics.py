@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from models.analytics import (
+from edgeml.models.analytics import (
     FLEET_KEY,
     UNASSIGNED_SITE,
     AnalyticsWindows,
@@ -28,9 +28,9 @@ from models.analytics import (
     roll_up_by_source,
     sweep_idle,
 )
-from models.pipeline import BatchResult, Inbound, ReadingPipeline, Rejected
-from models.scoring import ScoredReading, Scorer
-from topics.records import AnomalyAlert, SensorReading
+from edgeml.models.pipeline import BatchResult, Inbound, ReadingPipeline, Rejected
+from edgeml.models.scoring import ScoredReading, Scorer
+from edgeml.topics.records import AnomalyAlert, SensorReading
 
 T0 = 1_767_225_600  # 2026-01-01T00:00:00Z, a multiple of every window below
 

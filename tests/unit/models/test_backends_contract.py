@@ -17,11 +17,11 @@ import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 
-from models.detectors import SharedHalfSpaceTrees
-from models.failure import OnlineFailureModel, failure_inputs
-from models.optimize.export import export_sklearn
-from models.registry import ModelRegistry, SessionCache
-from training.train_failure import _skl2onnx_bool_fix
+from edgeml.models.detectors import SharedHalfSpaceTrees
+from edgeml.models.failure import OnlineFailureModel, failure_inputs
+from edgeml.models.optimize.export import export_sklearn
+from edgeml.models.registry import ModelRegistry, SessionCache
+from edgeml.training.train_failure import _skl2onnx_bool_fix
 
 NAMES = failure_inputs()
 K = len(NAMES)
@@ -114,7 +114,7 @@ def onnx_int8(tmp_path: Path) -> Predict:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from models.optimize.transforms import quantize_dynamic_int8
+    from edgeml.models.optimize.transforms import quantize_dynamic_int8
 
     x, y = _data(1500, 0)
     est = make_pipeline(

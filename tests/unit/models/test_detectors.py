@@ -8,7 +8,7 @@ import itertools
 import numpy as np
 import pytest
 
-from models.detectors import (
+from edgeml.models.detectors import (
     AdaptiveThreshold,
     DetectorConfig,
     ResidualDetector,

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from models.failure import FailureInputs, OnlineFailureModel, failure_inputs
-from models.features import FeatureConfig, FeatureRow
-from models.optimize.export import check_parity, export_sklearn
-from models.registry import ModelRegistry, SessionCache, load_promoted
-from models.scoring import FAILURE_MODEL_ID, Scorer
-from sim.generator import SimConfig, simulate
-from training.train_failure import _skl2onnx_bool_fix
+from edgeml.models.failure import FailureInputs, OnlineFailureModel, failure_inputs
+from edgeml.models.features import FeatureConfig, FeatureRow
+from edgeml.models.optimize.export import check_parity, export_sklearn
+from edgeml.models.registry import ModelRegistry, SessionCache, load_promoted
+from edgeml.models.scoring import FAILURE_MODEL_ID, Scorer
+from edgeml.sim.generator import SimConfig, simulate
+from edgeml.training.train_failure import _skl2onnx_bool_fix
 
 NAMES = failure_inputs()
 

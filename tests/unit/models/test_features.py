@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from models.features import PER_WINDOW, FeatureConfig, FeatureExtractor, WindowSpec
-from topics.records import SensorReading
+from edgeml.models.features import PER_WINDOW, FeatureConfig, FeatureExtractor, WindowSpec
+from edgeml.topics.records import SensorReading
 
 T0 = 1_767_225_600.0
 

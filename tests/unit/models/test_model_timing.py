@@ -11,10 +11,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from models.registry import DEFAULT_ROOT, FAILURE_MODEL_ID, ModelHandle, load_promoted
-from models.scoring import ANOMALY_MODEL_REF, Scorer
-from sim.generator import SimConfig, simulate
-from topics.records import SensorReading
+from edgeml.models.registry import FAILURE_MODEL_ID, ModelHandle, load_promoted
+from edgeml.models.scoring import ANOMALY_MODEL_REF, Scorer
+from edgeml.models.shipped import SHIPPED_ROOT
+from edgeml.sim.generator import SimConfig, simulate
+from edgeml.topics.records import SensorReading
 
 
 class FakeFailureModel:
@@ -95,7 +96,7 @@ def test_a_scorer_is_built_without_touching_the_disk(monkeypatch: pytest.MonkeyP
 def test_load_promoted_is_the_explicit_way(tmp_path: Path) -> None:
     assert load_promoted(tmp_path / "nothing-here") is None
     root = tmp_path / "registry"
-    shutil.copytree(DEFAULT_ROOT, root)
+    shutil.copytree(SHIPPED_ROOT, root)
     handle = load_promoted(root, threads=2)
     assert isinstance(handle, ModelHandle) and handle.ref.startswith(f"{FAILURE_MODEL_ID}@")
     assert handle.current.session.get_session_options().intra_op_num_threads == 2

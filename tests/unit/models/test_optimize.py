@@ -11,17 +11,17 @@ import onnx
 import pytest
 from typer.testing import CliRunner
 
-from app.cli import cli
-from models.manifest import QualityBudgetExceeded, TamperedArtifact
-from models.optimize import transforms, zoo
-from models.optimize.export import (
+from edgeml.app.cli import cli
+from edgeml.models.manifest import QualityBudgetExceeded, TamperedArtifact
+from edgeml.models.optimize import transforms, zoo
+from edgeml.models.optimize.export import (
     check_parity,
     export_sklearn,
     scrub_denormals,
     scrub_onnx_denormals,
 )
-from models.optimize.pipeline import STEPS, optimize, parse_steps
-from models.registry import ModelRegistry, SessionCache
+from edgeml.models.optimize.pipeline import STEPS, optimize, parse_steps
+from edgeml.models.registry import ModelRegistry, SessionCache
 
 FAST = {"timing_s": 0.01, "rounds": 1}
 

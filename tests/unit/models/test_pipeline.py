@@ -5,10 +5,10 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from models.pipeline import Inbound, Outbound, ReadingPipeline
-from models.scoring import Scorer
-from models.stores import BytesStateStore
-from sim.generator import SimConfig, simulate
+from edgeml.models.pipeline import Inbound, Outbound, ReadingPipeline
+from edgeml.models.scoring import Scorer
+from edgeml.models.stores import BytesStateStore
+from edgeml.sim.generator import SimConfig, simulate
 
 NOW = 1_767_300_000.0
 

@@ -12,9 +12,10 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models.pipeline import BatchResult, Inbound, ReadingPipeline, Rejected
-from models.scoring import DeviceState, ScoredReading, Scorer
-from models.stores import BytesStateStore
+from edgeml.models.pipeline import BatchResult, Inbound, ReadingPipeline, Rejected
+from edgeml.models.scoring import DeviceState, ScoredReading, Scorer
+from edgeml.models.stores import BytesStateStore
+from edgeml.topics.records import SensorReading
 from tests.unit.models.test_pipeline_properties import (
     NOW,
     PROPERTY,
@@ -22,7 +23,6 @@ from tests.unit.models.test_pipeline_properties import (
     keys,
     payloads,
 )
-from topics.records import SensorReading
 
 
 class FailingFor(Scorer):

@@ -18,10 +18,10 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from models.pipeline import BatchResult, Inbound, ReadingPipeline
-from models.scoring import DeviceState, Scorer
-from models.stores import BytesStateStore
-from models.validation import ValidationLimits
+from edgeml.models.pipeline import BatchResult, Inbound, ReadingPipeline
+from edgeml.models.scoring import DeviceState, Scorer
+from edgeml.models.stores import BytesStateStore
+from edgeml.models.validation import ValidationLimits
 
 NOW = 1_767_300_000.0
 PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

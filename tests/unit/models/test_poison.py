@@ -13,12 +13,12 @@ import numpy as np
 import orjson
 import pytest
 
-from models.detectors import DetectorStateError, ResidualDetector
-from models.pipeline import BatchResult, Inbound, Outbound, ReadingPipeline
-from models.scoring import DeviceState, ScoredReading, Scorer
-from models.stores import BytesStateStore
-from models.validation import ValidationLimits, parse_message
-from topics.records import SensorReading
+from edgeml.models.detectors import DetectorStateError, ResidualDetector
+from edgeml.models.pipeline import BatchResult, Inbound, Outbound, ReadingPipeline
+from edgeml.models.scoring import DeviceState, ScoredReading, Scorer
+from edgeml.models.stores import BytesStateStore
+from edgeml.models.validation import ValidationLimits, parse_message
+from edgeml.topics.records import SensorReading
 
 NOW = 1_767_300_000.0
 

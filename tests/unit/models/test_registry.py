@@ -11,7 +11,7 @@ import pytest
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
 
-from models.manifest import (
+from edgeml.models.manifest import (
     ModelAnnouncement,
     ModelManifest,
     RegistryError,
@@ -20,8 +20,8 @@ from models.manifest import (
     UnknownModel,
     UnknownVersion,
 )
-from models.optimize.export import export_checked, sklearn_scores
-from models.registry import LoadedModel, ModelHandle, ModelRegistry, SessionCache
+from edgeml.models.optimize.export import export_checked, sklearn_scores
+from edgeml.models.registry import LoadedModel, ModelHandle, ModelRegistry, SessionCache
 
 FEATURES = [f"f{i}" for i in range(6)]
 

@@ -8,10 +8,10 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from models.scoring import DeviceState, ScoredReading, Scorer
-from sim.evaluation import AlertRecord, alert_precision, detections
-from sim.generator import SimConfig, Simulation, simulate
-from topics.records import MaintenanceEvent, SensorReading
+from edgeml.models.scoring import DeviceState, ScoredReading, Scorer
+from edgeml.sim.evaluation import AlertRecord, alert_precision, detections
+from edgeml.sim.generator import SimConfig, Simulation, simulate
+from edgeml.topics.records import MaintenanceEvent, SensorReading
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from models.validation import ValidationLimits, parse_message
+from edgeml.models.validation import ValidationLimits, parse_message
 
 NOW = 1_764_240_000.0
 LIMITS = ValidationLimits()

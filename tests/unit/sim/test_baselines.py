@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim.baselines import baseline_score, baseline_scores, ew_zscore, half_space_trees
-from sim.corpus import build_corpus
-from sim.window_score import best_threshold
+from edgeml.sim.baselines import baseline_score, baseline_scores, ew_zscore, half_space_trees
+from edgeml.sim.corpus import build_corpus
+from edgeml.sim.window_score import best_threshold
 
 
 def test_ew_zscore_scores_a_spike_above_ordinary_noise_and_survives_flat_input() -> None:

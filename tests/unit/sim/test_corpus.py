@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sim.corpus import (
+from edgeml.sim.corpus import (
     LABELS_FILE,
     WINDOW_FRACTION,
     CorpusSeries,
@@ -19,8 +19,8 @@ from sim.corpus import (
     split_of,
     write_corpus,
 )
-from sim.replay import ReplayColumns, read_rows, to_readings
-from sim.window_score import PROFILES, score_alarms
+from edgeml.sim.replay import ReplayColumns, read_rows, to_readings
+from edgeml.sim.window_score import PROFILES, score_alarms
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 from river import datasets
 
-from sim.corpus import LABELS_FILE, load_corpus, load_labels
-from sim.replay import ReplayColumns, parse_timestamp, read_rows, to_readings
-from sim.river_data import RIVER_DATASETS, airline_passengers, main, water_flow
+from edgeml.sim.corpus import LABELS_FILE, load_corpus, load_labels
+from edgeml.sim.replay import ReplayColumns, parse_timestamp, read_rows, to_readings
+from edgeml.sim.river_data import RIVER_DATASETS, airline_passengers, main, water_flow
 
 
 def test_row_counts_match_river_datasets() -> None:

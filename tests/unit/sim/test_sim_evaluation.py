@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sim.evaluation import (
+from edgeml.sim.evaluation import (
     AlertRecord,
     PredictionRecord,
     alert_precision,
@@ -16,7 +16,7 @@ from sim.evaluation import (
     latencies_ms,
     percentile,
 )
-from sim.truth import GroundTruth, Incident, RunSummary
+from edgeml.sim.truth import GroundTruth, Incident, RunSummary
 
 
 def _incident(

@@ -9,9 +9,9 @@ import numpy as np
 import orjson
 import pytest
 
-from sim.generator import METRICS, SimConfig, simulate
-from sim.truth import FAULT_KINDS, GroundTruth
-from topics.records import MaintenanceEvent, SensorReading
+from edgeml.sim.generator import METRICS, SimConfig, simulate
+from edgeml.sim.truth import FAULT_KINDS, GroundTruth
+from edgeml.topics.records import MaintenanceEvent, SensorReading
 
 FLEET = SimConfig(devices=12, count=4000, seed=7, incident_every=600.0)
 

@@ -12,7 +12,7 @@ import numpy as np
 import orjson
 import pytest
 
-from sim.malformed import (
+from edgeml.sim.malformed import (
     ERROR_CLASS,
     MALFORMED_KINDS,
     MALFORMED_SEQ_BASE,
@@ -95,7 +95,7 @@ def test_negative_k() -> None:
 
 
 def test_platform_validator_gives_the_expected_error_class() -> None:
-    from models.validation import ValidationLimits, parse_message
+    from edgeml.models.validation import ValidationLimits, parse_message
 
     now = datetime(2026, 6, 1, tzinfo=UTC).timestamp()
     for record in malformed(36, np.random.default_rng(4)):

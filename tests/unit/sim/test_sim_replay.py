@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sim.replay import (
+from edgeml.sim.replay import (
     ReplayColumns,
     ReplayError,
     ReplayStats,

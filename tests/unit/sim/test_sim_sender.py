@@ -10,16 +10,16 @@ import numpy as np
 import orjson
 import pytest
 
-from sim.generator import SimConfig, simulate
-from sim.malformed import MALFORMED_KINDS, malformed
-from sim.sender import (
+from edgeml.sim.generator import SimConfig, simulate
+from edgeml.sim.malformed import MALFORMED_KINDS, malformed
+from edgeml.sim.sender import (
     as_fast_as_possible,
     event_time_pace,
     fixed_rate,
     plan_messages,
     send_messages,
 )
-from topics.records import MaintenanceEvent, SensorReading
+from edgeml.topics.records import MaintenanceEvent, SensorReading
 
 CONFIG = SimConfig(devices=4, count=1500, seed=11, incident_every=200.0)
 

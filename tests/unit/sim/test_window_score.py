@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from sim.window_score import (
+from edgeml.sim.window_score import (
     PROFILES,
     SeriesLabels,
     best_threshold,

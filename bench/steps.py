@@ -311,7 +311,7 @@ async def _produce(env: BenchEnv, *, quick: bool) -> dict[str, dict[str, float]]
     await producer.start()
     prediction = orjson.dumps(
         {"device_id": "dev-0001", "ts": 1.7e9, "seq": 1, "anomaly_score": 0.1,
-         "failure_prob": 0.01, "models": {"anomaly": "residual-ensemble@1",
+         "failure_prob": 0.01, "models": {"anomaly": "residual-ensemble@2",
          "failure": "failure-gbm@1", "failure_online": "failure-online@0"}, "late": False,
          "is_anomaly": False, "sent_at": 1.7e9, "scored_at": 1.7e9}
     )  # fmt: skip

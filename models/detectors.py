@@ -37,18 +37,16 @@ __all__ = [
     "DetectorConfig",
     "DetectorStateError",
     "ResidualDetector",
-    "evidence_to_score",
 ]
 
 EVIDENCE = ("fast", "slow", "noise", "stuck")
 
 # per-metric state layout
-_MF, _VF, _MS, _VS, _N, _LAST, _RUN, _P0, _EN, _HELD = range(10)
-_WIDTH = 10
+_MF, _VF, _MS, _VS, _N, _LAST, _RUN, _P0, _EN, _HELD, _RES, _SINCE = range(12)
+WIDTH = 12  # floats per metric (DeviceState's codec: states written before _RES had 10)
 _SQRT2 = math.sqrt(2.0)
 VALUE_LIMIT = 1e100  # |input| bound (models.features clamps to it); means stay within it
 _VAR_LIMIT = 4.0 * VALUE_LIMIT * VALUE_LIMIT  # variances stay within (2 * VALUE_LIMIT)^2
-_Z_LIMIT = 1e150  # evidence above this maps to a score of 1.0 (its square would overflow)
 
 
 class DetectorStateError(ValueError):
@@ -70,11 +68,19 @@ class DetectorConfig:
     warmup: int = 60
     slow_warmup: int = 300  # the slow baseline needs longer: low-frequency wander
     guard_z: float = 4.0
-    relearn_after: int = 1800
+    # a held change becomes the new normal after `relearn_after` held readings or
+    # `relearn_after_s` of event time, whichever comes first (1800 readings, the old rule,
+    # was 75 days at hourly sampling and kept level shifts and drifts scoring for ever after)
+    relearn_after: int = 120
+    relearn_after_s: float = 4 * 3600.0
     recentre_after: int = 10
     p0_floor: float = 0.01
+    flat_p0: float = 0.99  # repeat chance learned when a held run of repeats is relearned
     var_floor_rel: float = 1e-10
-    score_scale: float = 6.0
+    # sd floor in units of the metric's resolution (its smallest change seen): after an
+    # exactly flat stretch the variances fall to ~0, and a one-step setpoint move scored a
+    # |z| in the thousands (corpus `setpoint-1min`); now it scores steps / (this x resolution)
+    resolution_floor: float = 0.5
     # evidence weights (fast, slow, noise, stuck): equal normal-data tails, measured on the
     # tuning seeds (99.99th percentiles ~4.3, ~3.8, ~5.5, ~3.6 before weighting)
     weights: tuple[float, float, float, float] = (1.0, 1.2, 0.85, 1.2)
@@ -96,14 +102,6 @@ def _tail_z(log_p: float) -> float:
     for _ in range(2):
         z = math.sqrt(max(0.0, -2.0 * (log_p + math.log(max(z, 1e-3) * 1.2533141373155))))
     return z
-
-
-def evidence_to_score(z: float, scale: float) -> float:
-    """Map evidence in z units to a score in [0, 1]: z²/(z² + scale²) (1.0 for huge z)."""
-    if z > _Z_LIMIT:
-        return 1.0
-    zz = z * z
-    return zz / (zz + scale * scale)
 
 
 class ResidualDetector:
@@ -128,11 +126,15 @@ class ResidualDetector:
         self._ks = winsor_bias(c.winsor_var)
 
     def new_metric_state(self, x: float) -> list[float]:
-        return [x, 0.0, x, 0.0, 0.0, x, 0.0, 0.05, 1.0, 0.0]
+        return [x, 0.0, x, 0.0, 0.0, x, 0.0, 0.05, 1.0, 0.0, 0.0, 0.0]
 
-    def score_one(self, s: list[float], x: float) -> tuple[float, float, float, float]:
+    def score_one(
+        self, s: list[float], x: float, raw: float | None = None
+    ) -> tuple[float, float, float, float]:
         """Evidence (fast, slow, noise, stuck) in z units; (0, 0, 0, 0) while warming up.
 
+        `x` is what the baselines model (the value, or the value less its seasonal profile);
+        `raw` the reading's value as sent (default `x`), whose repeats are the stuck evidence.
         Raises `DetectorStateError` for an input or state outside the bounds (module doc)."""
         ms = s[_MS]
         if not (
@@ -152,6 +154,9 @@ class ResidualDetector:
             return 0.0, 0.0, 0.0, 0.0
         m = 1.0 + abs(ms)
         floor = self.config.var_floor_rel * m * m
+        res = self.config.resolution_floor * s[_RES]
+        if res * res > floor:
+            floor = res * res
         vf = s[_VF] if s[_VF] > floor else floor
         vs = s[_VS] if s[_VS] > floor else floor
         w = self._w
@@ -163,12 +168,19 @@ class ResidualDetector:
         # short-term energy of standardized residuals, as if this one were included
         en = s[_EN] + self._ae * (rf * rf / vf - s[_EN])
         zn = w[2] * _energy_z(en, self._ae)
-        run = s[_RUN] + 1.0 if x == s[_LAST] else 0.0
+        run = s[_RUN] + 1.0 if (x if raw is None else raw) == s[_LAST] else 0.0
         p0 = s[_P0] if s[_P0] > self.config.p0_floor else self.config.p0_floor
         zst = w[3] * _tail_z(run * math.log(p0)) if run >= 2.0 else 0.0
         return zf, zs, zn, zst
 
-    def learn_one(self, s: list[float], x: float, ev: tuple[float, float, float, float]) -> bool:
+    def learn_one(
+        self,
+        s: list[float],
+        x: float,
+        ev: tuple[float, float, float, float],
+        raw: float | None = None,
+        ts: float = 0.0,
+    ) -> bool:
         """Update with `x`; baselines skip what the guard flags. Returns whether all learned.
 
         - short-term statistics (energy, run of repeats) always follow the data;
@@ -181,9 +193,13 @@ class ResidualDetector:
           becomes the new normal.
         """
         c = self.config
-        repeat = x == s[_LAST]
+        value = x if raw is None else raw
+        repeat = value == s[_LAST]
+        step = abs(value - s[_LAST])
+        if step > 0.0 and (step < s[_RES] or s[_RES] == 0.0):
+            s[_RES] = step  # the resolution: the smallest change the metric has shown
         s[_RUN] = s[_RUN] + 1.0 if repeat else 0.0
-        s[_LAST] = x
+        s[_LAST] = value
         n = s[_N]
         if n < 2.0:
             s[_MF] = s[_MS] = x
@@ -204,7 +220,9 @@ class ResidualDetector:
             e = rf * rf / vf
             s[_EN] += self._ae * ((e if e < 100.0 else 100.0) - s[_EN])
         held = warm and (zf > guard or zs > guard or zn > guard or zst > guard)
-        if held and s[_HELD] < c.relearn_after:
+        if held and s[_HELD] == 0.0:
+            s[_SINCE] = ts
+        if held and s[_HELD] < c.relearn_after and ts - s[_SINCE] < c.relearn_after_s:
             s[_HELD] += 1.0
             # the fast mean still moves, clipped at first, fully once the change has lasted
             if s[_HELD] > c.recentre_after:
@@ -213,9 +231,11 @@ class ResidualDetector:
                 lim = guard * math.sqrt(vf) if vf > 0.0 else abs(rf)
                 s[_MF] += self._af * (rf if -lim <= rf <= lim else (lim if rf > 0 else -lim))
             return False
-        if held:  # held for `relearn_after` readings: the change is the new normal
+        if held:  # held for long enough (`relearn_after`, `_s`): the change is the new normal
             s[_MS] = s[_MF]
             s[_VS] = max(s[_VS], s[_VF])
+            if repeat:  # a value that stopped varying, for that long: flat is now normal
+                s[_P0] = max(s[_P0], c.flat_p0)
             s[_RUN] = 0.0
         s[_HELD] = 0.0
         s[_N] = n + 1.0
@@ -241,6 +261,16 @@ class ResidualDetector:
         s[_MF] += self._af * rf
         s[_P0] += self._ap * ((1.0 if repeat else 0.0) - s[_P0])
         return True
+
+    @staticmethod
+    def rebase(s: list[float], x: float, var: float) -> None:
+        """The input changed meaning (its seasonal profile is now subtracted): both baselines
+        restart at `x` with residual variance `var` (the profile's), counts and repeats kept."""
+        v = var if 0.0 <= var <= _VAR_LIMIT else 0.0
+        s[_MF] = s[_MS] = x
+        s[_VF] = s[_VS] = v
+        s[_EN] = 1.0
+        s[_HELD] = 0.0
 
     def restart(self, s: list[float]) -> None:
         """After a repair: the next reading re-centres the fast baseline (a machine coming back

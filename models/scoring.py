@@ -43,18 +43,19 @@ from typing import Literal, Protocol
 import numpy as np
 
 from edgeml.models.alerting import AlertPolicy
+from edgeml.models.calibration import CalibrationConfig, ScoreCalibrator
 from edgeml.models.detectors import (
     EVIDENCE,
     AdaptiveThreshold,
     DetectorConfig,
     ResidualDetector,
     SharedHalfSpaceTrees,
-    evidence_to_score,
 )
 from edgeml.models.failure import FailureInputs, OnlineFailureModel, failure_inputs
-from edgeml.models.features import FeatureConfig, FeatureExtractor, FeatureRow
+from edgeml.models.features import VALUE_LIMIT, FeatureConfig, FeatureExtractor, FeatureRow
 from edgeml.models.registry import FAILURE_MODEL_ID
 from edgeml.models.scored import DeviceFailure, ScoredReading, ScoringFault
+from edgeml.models.seasonal import SeasonalConfig, SeasonalProfile
 from edgeml.models.state import DeviceState
 from edgeml.topics.records import AlertDriver, AnomalyAlert, MaintenanceEvent, SensorReading
 
@@ -70,7 +71,7 @@ __all__ = [
     "ScoringFault",
 ]
 
-ANOMALY_MODEL_REF = "residual-ensemble@1"
+ANOMALY_MODEL_REF = "residual-ensemble@2"  # 2: seasonal profiles and calibrated scores
 
 
 class FailureModel(Protocol):
@@ -93,6 +94,8 @@ class ScorerConfig:
     features: FeatureConfig = field(default_factory=FeatureConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     alerts: AlertPolicy = field(default_factory=AlertPolicy)
+    seasonal: SeasonalConfig = field(default_factory=SeasonalConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     threshold_floor: float = 0.5
     threshold_ceiling: float = 0.8
     threshold_quantile: float = 0.999
@@ -128,6 +131,8 @@ class Scorer:
         c = self.config
         self.extractor = FeatureExtractor(c.features)
         self.detector = ResidualDetector(c.detector)
+        self.seasonal = SeasonalProfile(c.seasonal)
+        self.calibrator = ScoreCalibrator(c.calibration)
         self.thresholds = AdaptiveThreshold(
             quantile=c.threshold_quantile,
             margin=c.threshold_margin,
@@ -143,7 +148,6 @@ class Scorer:
         self.online = OnlineFailureModel(self.failure_inputs.names)
         self.keep_failure_rows = keep_failure_rows
         self._pending: dict[str, list[MaintenanceEvent]] = defaultdict(list)
-        self._scale = c.detector.score_scale
         if c.detector_mode not in ("residual", "hst", "both"):
             raise ValueError(
                 f"detector_mode must be 'residual', 'hst' or 'both', got {c.detector_mode!r}"
@@ -264,6 +268,10 @@ class Scorer:
         evidence: dict[str, float] = {}
         best = 0.0
         raw: list[tuple[float, float, float, float]] = []
+        seasons = state.seasons
+        seasonal = self.seasonal
+        all_normal = True
+        ts = reading.ts
         for name, vec in feats.metrics.items():  # the metrics the device's budget tracks
             x = vec[0]
             s = detectors.get(name)
@@ -273,7 +281,13 @@ class Scorer:
                     if len(detectors) >= self.config.features.max_metrics:
                         self._forget_untracked(state)
                     detectors[name] = s
-            ev = det.score_one(s, x)
+            sp = seasons.get(name)
+            if sp is None:  # a new metric, or a state written before profiles existed
+                sp = seasonal.new_state(ts, x)
+                if not frozen:
+                    seasons[name] = sp
+            u = _clamp(x - seasonal.expected(sp, ts))  # the value less its daily profile
+            ev = det.score_one(s, u, x)
             if self.hst is not None:
                 raw.append(ev)
             e = max(ev)
@@ -281,8 +295,17 @@ class Scorer:
             if e > best:
                 best = e
             if not frozen:
-                det.learn_one(s, x, ev)
-        score = evidence_to_score(best, self._scale)
+                normal = det.learn_one(s, u, ev, x, ts)
+                all_normal = all_normal and normal
+                if seasonal.learn(sp, ts, x, normal=normal):  # the profile is established
+                    det.rebase(s, _clamp(x - seasonal.expected(sp, ts)), seasonal.residual_var(sp))
+        score = self.calibrator.score(state.calib, best)
+        # the device's distribution learns the readings its detectors learned: 0.0 exactly is
+        # every detector still warming up, and a held reading is an incident (bounded by
+        # `relearn_after`): learning those made a first incident's evidence the spread that
+        # hid the next (water-flow's pumping peak scored 0.39; simulator recall 0.69)
+        if not frozen and best > 0.0 and all_normal:
+            self.calibrator.learn(state.calib, best)
         if self.hst is not None:
             hx = self.hst.inputs(raw)
             h = self.hst.score_one(hx)
@@ -333,6 +356,7 @@ class Scorer:
         tracked = state.features.metrics
         for name in [n for n in state.detectors if n not in tracked]:
             del state.detectors[name]
+            state.seasons.pop(name, None)
 
     def _drivers(self, state: DeviceState, feats: FeatureRow) -> tuple[AlertDriver, ...]:
         """The metrics with the largest evidence, named by the detector that fired."""
@@ -341,7 +365,10 @@ class Scorer:
             s = state.detectors.get(name)
             if s is None:
                 continue
-            ev = self.detector.score_one(s, vec[0])
+            sp = state.seasons.get(name)
+            x = vec[0]
+            u = _clamp(x - self.seasonal.expected(sp, feats.ts)) if sp is not None else x
+            ev = self.detector.score_one(s, u, x)
             k = max(range(len(ev)), key=ev.__getitem__)
             ranked.append((ev[k], name, EVIDENCE[k], vec[0]))
         ranked.sort(reverse=True)
@@ -421,6 +448,10 @@ class Scorer:
             self.online.learn_many([r[1:] for r in rows], labels)
         self.online.failures += 1
         state.rows = [r for r in state.rows if r[0] >= event.ts]
+
+
+def _clamp(x: float) -> float:
+    return x if -VALUE_LIMIT <= x <= VALUE_LIMIT else (VALUE_LIMIT if x > 0 else -VALUE_LIMIT)
 
 
 def _model_inputs(model: FailureModel | None) -> tuple[str, ...] | None:

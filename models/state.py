@@ -1,8 +1,9 @@
 """One device's scoring state (`DeviceState`) and its byte codec, the value of the worker's table.
 
 `to_bytes`/`from_bytes` round-trip exactly, so a device scored after a restore gives the same
-scores as one that never left memory. The format is versioned by its magic: `EDS2` (written)
-adds the seq mark and held jumps to `EDS1` (still read, with no mark and nothing held). Built by
+scores as one that never left memory. The format is versioned by its magic: `EDS3` (written)
+adds the seasonal profiles and the score calibration to `EDS2` (read with fresh ones), which
+added the seq mark and held jumps to `EDS1` (read with no mark and nothing held). Built by
 `Scorer.new_state`; re-exported by `models.scoring`.
 """
 
@@ -16,14 +17,15 @@ from typing import Any
 import orjson
 
 from edgeml.models.alerting import AlertState
+from edgeml.models.detectors import WIDTH as _DETECTOR_WIDTH
 from edgeml.models.features import DeviceFeatures
 
 __all__ = ["DeviceState"]
 
-_MAGIC = b"EDS2"  # EDS2 adds the seq mark (header "s") and held jumps (features "j")
-_MAGICS = (_MAGIC, b"EDS1")  # EDS1 states read with no seq mark and nothing held
+_MAGIC = b"EDS3"  # EDS3 adds seasonal profiles (header "p") and the calibration ("c")
+_MAGICS = (_MAGIC, b"EDS2", b"EDS1")  # EDS2 adds the seq mark ("s") and held jumps
 _HEAD = struct.Struct("<4sI")
-_DETECTOR_WIDTH = 10
+_OLD_DETECTOR_WIDTH = 10  # EDS1/EDS2: no resolution slot (read with resolution unknown)
 
 
 class DeviceState:
@@ -31,12 +33,14 @@ class DeviceState:
 
     __slots__ = (
         "alert",
+        "calib",
         "detectors",
         "device_id",
         "features",
         "last_row_ts",
         "n",
         "rows",
+        "seasons",
         "seq",
         "seq_ts",
         "threshold",
@@ -46,6 +50,8 @@ class DeviceState:
         self.device_id = device_id
         self.features = DeviceFeatures()
         self.detectors: dict[str, list[float]] = {}
+        self.seasons: dict[str, list[float]] = {}  # per metric (models.seasonal)
+        self.calib: list[float] = [0.0, 1.0, 0.0]  # models.calibration.ScoreCalibrator
         self.threshold: list[float] = [0.0] * (threshold_bins + 1)
         self.alert = AlertState()
         self.rows: list[list[float]] = []  # [ts, *failure inputs] label buffer
@@ -70,6 +76,10 @@ class DeviceState:
         for name in names:
             floats.extend(self.detectors[name])
         floats.extend(self.threshold)
+        season_names = list(self.seasons)
+        for name in season_names:
+            floats.extend(self.seasons[name])
+        floats.extend(self.calib)
         width = len(self.rows[0]) - 1 if self.rows else 0
         f32: list[float] = []
         for row in self.rows:
@@ -86,6 +96,7 @@ class DeviceState:
                 "r": [len(self.rows), width, len(floats)],
                 "a": self.alert.to_obj(),
                 "s": [self.seq, self.seq_ts if self.seq_ts > -math.inf else None],
+                "p": [[name, len(self.seasons[name])] for name in season_names],
             }
         )
         return b"".join(
@@ -110,12 +121,20 @@ class DeviceState:
         state = cls(str(header["id"]), int(header["t"]) - 1)
         state.n = int(header["n"])
         state.features, pos = DeviceFeatures.load(header["f"], floats, 0)
+        dwidth = _DETECTOR_WIDTH if magic == _MAGIC else _OLD_DETECTOR_WIDTH
         for name in header["d"]:
-            state.detectors[name] = floats[pos : pos + _DETECTOR_WIDTH]
-            pos += _DETECTOR_WIDTH
+            metric = floats[pos : pos + dwidth]
+            state.detectors[name] = metric + [0.0] * (_DETECTOR_WIDTH - dwidth)
+            pos += dwidth
         t = int(header["t"])
         state.threshold = floats[pos : pos + t]
         pos += t
+        if magic == _MAGIC:
+            for name, size in header["p"]:
+                state.seasons[str(name)] = floats[pos : pos + int(size)]
+                pos += int(size)
+            state.calib = floats[pos : pos + 3]
+            pos += 3
         for i in range(nrows):
             state.rows.append([floats[pos], *f32[i * width : (i + 1) * width]])
             pos += 1

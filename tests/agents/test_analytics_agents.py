@@ -202,7 +202,7 @@ async def test_metrics_count_the_batches(app: faust.App, worker: Worker) -> None
     assert samples[("edgeml_anomaly_score_count", ())] == 122
     assert samples[("edgeml_end_to_end_seconds_count", ())] == 122
     assert ("edgeml_model_inference_seconds_count", (("model", "residual-ensemble"),
-                                                      ("version", "1"))) in samples  # fmt: skip
+                                                      ("version", "2"))) in samples  # fmt: skip
     names = set(iter_metric_names(text))
     assert {"process_resident_memory_bytes", "edgeml_processing_seconds_bucket"} <= names
     assert samples[("edgeml_observer_errors_total", (("observer", "analytics"),))] == 0

@@ -8,6 +8,7 @@ duplicated readings, a device that restarts its seq counter, and one reading far
 from __future__ import annotations
 
 import random
+from array import array
 
 import numpy as np
 import orjson
@@ -260,21 +261,56 @@ def test_a_counter_restart_with_newer_event_time_is_scored() -> None:
     assert DeviceState.from_bytes(store.data["a"]).seq == 49
 
 
-def test_states_of_the_previous_format_still_load() -> None:
+def _old_format(state: DeviceState, magic: bytes) -> bytes:
+    """`state` written as EDS1/EDS2 did: 10 floats per metric, no seasonal profiles, no
+    calibration (and for EDS1 no seq mark, nothing held)."""
+    fheader, floats = state.features.dump()
+    if magic == b"EDS1":
+        fheader = {k: v for k, v in fheader.items() if k != "j"}
+    names = list(state.detectors)
+    for name in names:
+        floats.extend(state.detectors[name][:10])
+    floats.extend(state.threshold)
+    width = len(state.rows[0]) - 1 if state.rows else 0
+    f32: list[float] = []
+    for row in state.rows:
+        floats.append(row[0])
+        f32.extend(row[1:])
+    floats.append(state.last_row_ts)
+    header = {
+        "id": state.device_id, "n": state.n, "f": fheader, "d": names,
+        "t": len(state.threshold), "r": [len(state.rows), width, len(floats)],
+        "a": state.alert.to_obj(),
+    }  # fmt: skip
+    if magic == b"EDS2":
+        header["s"] = [state.seq, state.seq_ts]
+    head = orjson.dumps(header)
+    return b"".join(
+        (magic, len(head).to_bytes(4, "little"), head,
+         array("d", floats).tobytes(), array("f", f32).tobytes())
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("magic", [b"EDS1", b"EDS2"])
+def test_states_of_the_previous_formats_still_load(magic: bytes) -> None:
     scorer = Scorer()
     state = scorer.new_state("a")
     scorer.score(
         state, [SensorReading("a", NOW - 100 + i, i, {"t": 1.0 + i % 2}) for i in range(90)]
     )
-    data = state.to_bytes()
-    size = int.from_bytes(data[4:8], "little")
-    header = orjson.loads(data[8 : 8 + size])
-    del header["s"], header["f"]["j"]
-    old_header = orjson.dumps(header)
-    old = b"EDS1" + len(old_header).to_bytes(4, "little") + old_header + data[8 + size :]
-    restored = DeviceState.from_bytes(old)
-    assert (restored.seq, restored.features.gap) == (-1, 0.0)
-    assert restored.detectors == state.detectors and restored.threshold == state.threshold
+    restored = DeviceState.from_bytes(_old_format(state, magic))
+    if magic == b"EDS1":
+        assert (restored.seq, restored.features.gap) == (-1, 0.0)
+    else:
+        assert restored.seq == state.seq == 89
+    # the two slots EDS3 added per metric (resolution, hold start) start unknown
+    assert restored.detectors == {k: v[:10] + [0.0, 0.0] for k, v in state.detectors.items()}
+    assert restored.threshold == state.threshold and restored.rows == state.rows
+    assert restored.seasons == {} and restored.calib == scorer.new_state("a").calib
+    before = {k: list(v) for k, v in restored.detectors.items()}
+    scorer.score(restored, [SensorReading("a", NOW - 10, 90, {"t": 1.0})])
+    assert restored.detectors["t"][4] == before["t"][4] + 1  # learned on, not restarted
+    assert set(restored.seasons) == {"t"}
 
 
 # --- time outliers ------------------------------------------------------------------------------

@@ -150,7 +150,16 @@ def test_detects_simulated_incidents_with_one_alert_each(sim: Simulation):
     assert sum(v is not None for v in found.values()) / len(found) >= 0.85
     assert (alert_precision(sim.incidents, alerts) or 0.0) >= 0.8
     opens = Counter(a.state for a in alerts)
-    assert opens["open"] - opens["resolved"] in (0, 1)
+    # every alert resolves once its device is back to normal: one still open at the end of the
+    # run belongs to a device whose incident (or repair) ended in the run's last minute (this
+    # seed ends three incidents within 45 s of its last reading)
+    end = max(r.ts for r in sim.readings())
+    still_open = {a.device_id for a in alerts if a.state == "open"} - {
+        d for d in {a.device_id for a in alerts}
+        if [x.state for x in alerts if x.device_id == d][-1] == "resolved"
+    }
+    recent = {i.device_id for i in sim.incidents if i.end_ts >= end - 60.0}
+    assert still_open <= recent, (still_open, recent)
     assert opens["open"] <= 1.5 * len(sim.incidents)
 
 

@@ -4,7 +4,10 @@ The failure models see device-normalized, metric-named inputs (`failure_inputs`)
 `vibration.dmean60` = (60 s mean - the device's guarded slow baseline) / its baseline sigma. They
 are computed by `FailureInputs.row` from a reading's `FeatureRow` and the detector state, so the
 offline trainer (`training.train_failure`) and the worker build identical vectors.
-A metric a device does not send reads as 0 ("no deviation").
+A model applies to a device only when its readings carry every metric the model reads
+(`FailureInputs.missing`); others get `failure_prob: null` with the reason, not a
+probability computed from zeros (issue #11: a temperature-only corpus device was given a
+failure risk from a model of four metrics it never sends).
 
 `OnlineFailureModel` is a river `StandardScaler | LogisticRegression` that learns from delayed
 `maintenance-events`: each device keeps a few recent input rows (one every `every_s` seconds of
@@ -90,6 +93,11 @@ class FailureInputs:
     @property
     def width(self) -> int:
         return len(self.names)
+
+    def missing(self, feats: FeatureRow) -> tuple[str, ...]:
+        """The model's metrics this reading does not carry (empty: the model applies)."""
+        fm = feats.metrics
+        return tuple(m for m in self.metrics if m not in fm)
 
     def row(
         self,

@@ -39,7 +39,6 @@ fresh one and counted in `state_errors`. The rest of the batch is scored as usua
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -149,14 +148,10 @@ class ReadingPipeline:
         scorer: Scorer,
         limits: ValidationLimits | None = None,
         clock: Callable[[], float] = time.time,
-        sweep_every_s: float = 10.0,
     ) -> None:
         self.scorer = scorer
         self.limits = limits or ValidationLimits()
-        self.sweep_every_s = sweep_every_s
-        self._clock = clock
-        self._seen: dict[str, tuple[float, int]] = {}  # device -> (last event ts, partition)
-        self._next_sweep = 0.0
+        self._clock = clock  # `scored_at` only: no decision depends on wall-clock time
 
     def process(self, batch: Sequence[Inbound], store: StateStore) -> BatchResult:
         result = BatchResult()
@@ -196,8 +191,6 @@ class ReadingPipeline:
                 for (index, position, _), done in zip(items, scored, strict=True):
                     slots[index][position] = done
             store.save(device_id, state, origin)
-            self._seen[device_id] = (state.watermark, batch[origin].partition)
-        expired = self._expire_idle(batch, store)
         scored_at = self._clock()
         model_ids = self.scorer.model_ids
         for index, message_slots in enumerate(slots):
@@ -224,7 +217,6 @@ class ReadingPipeline:
             )
             result.outbound.append(Outbound("predictions", batch[index].key, orjson.dumps(value)))
             result.readings += len(predictions)
-        _emit_alerts(result, expired, scored_at)
         return result
 
     def _load(
@@ -282,40 +274,6 @@ class ReadingPipeline:
             store.save(event.device_id, state, 0)
         return []
 
-    def _expire_idle(self, batch: Sequence[Inbound], store: StateStore) -> list[AnomalyAlert]:
-        """Close devices that went quiet: their open incident is resolved and windows reset.
-
-        Idleness is in event time against the partition's watermark (the largest event time
-        seen there), checked at most every `sweep_every_s` of wall time, and only for
-        partitions in this batch, whose messages give the store the partition to write to.
-        """
-        now = self._clock()
-        if now < self._next_sweep:
-            return []
-        self._next_sweep = now + self.sweep_every_s
-        origin_of: dict[int, int] = {}
-        watermark: dict[int, float] = {}
-        for index, message in enumerate(batch):
-            origin_of.setdefault(message.partition, index)
-        for last_ts, partition in self._seen.values():
-            if last_ts > watermark.get(partition, -math.inf):
-                watermark[partition] = last_ts
-        timeout = self.scorer.config.features.idle_timeout_s
-        alerts: list[AnomalyAlert] = []
-        for device_id, (last_ts, partition) in list(self._seen.items()):
-            origin = origin_of.get(partition)
-            if origin is None or last_ts >= watermark[partition] - timeout:
-                continue
-            del self._seen[device_id]
-            try:
-                state = store.load(device_id, origin)
-                if state is not None:
-                    alerts.extend(self.scorer.expire(state, watermark[partition]))
-                    store.save(device_id, state, origin)
-            except Exception:  # the device's next batch meets the bad state and resets it
-                continue
-        return alerts
-
 
 def _dead_letter(message: Inbound, rejection: Rejection) -> Outbound:
     letter = DeadLetter(
@@ -368,6 +326,8 @@ def _prediction_wire(
     outcome: ScoredReading, model_ids: dict[str, str], scored_at: float
 ) -> dict[str, object]:
     reading = outcome.reading
+    if outcome.failure_prob is None:  # only the models that scored this reading are named
+        model_ids = {role: ref for role, ref in model_ids.items() if role == "anomaly"}
     return Prediction(
         device_id=reading.device_id,
         ts=reading.ts,
@@ -379,4 +339,6 @@ def _prediction_wire(
         is_anomaly=outcome.is_anomaly,
         sent_at=reading.sent_at,
         scored_at=scored_at,
+        threshold=outcome.threshold,
+        failure_reason=outcome.failure_reason,
     ).to_wire()

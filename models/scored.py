@@ -20,13 +20,14 @@ class ScoredReading:
 
     reading: SensorReading
     anomaly_score: float
-    failure_prob: float
+    failure_prob: float | None  # None: no failure model applies (`failure_reason` says why)
     is_anomaly: bool
     late: bool
     alerts: list[AnomalyAlert]
     threshold: float = 0.0
     failure_row: list[float] | None = None
     redelivered: bool = False  # applied before (see `models.scoring`): not scored again
+    failure_reason: str | None = None
 
 
 class ScoringFault(ValueError):

@@ -33,6 +33,7 @@ the rest of each `score_many` call (features + online detectors) as the anomaly 
 
 from __future__ import annotations
 
+import math
 import time
 from array import array
 from collections import defaultdict
@@ -170,20 +171,25 @@ class Scorer:
     def new_state(self, device_id: str) -> DeviceState:
         return DeviceState(device_id, self.thresholds.bins)
 
-    def is_idle(self, state: DeviceState, now_event_ts: float) -> bool:
-        return state.is_idle(now_event_ts, self.config.features.idle_timeout_s)
+    def _after_silence(self, state: DeviceState, before: float) -> list[AnomalyAlert]:
+        """Idle, per device and in its own event time: when the device's event time moves on by
+        more than its idle span (`FeatureExtractor.idle_after`; a confirmed jump: one far-ahead
+        reading alone is held, not trusted, `models.features`), the incident still open from
+        before the silence resolves at the last event before it (`before`, the previous
+        watermark); the windows restart.
+        Baselines, profiles and the threshold are kept: they describe the device's normal,
+        which survives a pause.
 
-    def expire(self, state: DeviceState, now_event_ts: float) -> list[AnomalyAlert]:
-        """Close an idle device: resolve its open alert and reset its windows.
-
-        The worker calls this for devices where `is_idle(state, now)` holds (now = the stream's
-        event-time watermark); the detector baselines and threshold are kept (they describe the
-        device's normal, which survives a pause), the windows are not.
-        """
-        if not self.is_idle(state, now_event_ts):
+        Nothing else expires a device: the worker used to sweep devices against the newest event
+        time of *any* device on the partition, on a wall-clock timer, so a device replaying older
+        history was expired while still sending and alerts depended on wall-clock speed and on
+        the other devices. A device that never sends again keeps its incident open (nothing in
+        its event time says it ended)."""
+        if not state.alert.open or not math.isfinite(before):
             return []
-        state.features.reset()
-        alert = self.alerts.close(state.alert, state.device_id, state.watermark, -1, 0.0)
+        if state.watermark - before <= self.extractor.idle_after(state.features):
+            return []
+        alert = self.alerts.close(state.alert, state.device_id, before, state.seq, 0.0)
         return [alert] if alert is not None else []
 
     # --- scoring ----------------------------------------------------------------------------
@@ -254,13 +260,16 @@ class Scorer:
                 state.seq, state.seq_ts = seq, reading.ts
             scored, row = self._score_one(state, reading)
             out.append(scored)
-            fresh.append(scored)
-            rows.append(row)
+            if row is not None:  # the failure model applies: its probability comes next
+                fresh.append(scored)
+                rows.append(row)
 
     def _score_one(
         self, state: DeviceState, reading: SensorReading
-    ) -> tuple[ScoredReading, list[float]]:
+    ) -> tuple[ScoredReading, list[float] | None]:
+        before = state.watermark
         feats = self.extractor.update(state.features, reading)
+        closed = [] if feats.held else self._after_silence(state, before)
         late = feats.late
         frozen = late or feats.held  # nothing is learned from a late or held reading
         det = self.detector
@@ -316,7 +325,7 @@ class Scorer:
             raise ScoringFault(f"score {score!r} for seq {reading.seq} is outside [0, 1]")
         threshold = self.thresholds.threshold(state.threshold)
         is_anomaly = score > threshold
-        alerts: list[AnomalyAlert] = []
+        alerts: list[AnomalyAlert] = closed
         if not frozen:
             state.n += 1
             if not is_anomaly and not state.alert.open:
@@ -335,13 +344,15 @@ class Scorer:
             )
             if alert is not None:
                 alerts.append(alert)
-        row = self.failure_inputs.row(feats, detectors, evidence, score)
-        if not frozen:
+        missing = self.failure_inputs.missing(feats)
+        row = None if missing else self.failure_inputs.row(feats, detectors, evidence, score)
+        if row is not None and not frozen:
             self._buffer_row(state, reading.ts, row)
         scored = ScoredReading(
             reading=reading,
             anomaly_score=score,
-            failure_prob=0.0,
+            failure_prob=None if missing else 0.0,
+            failure_reason=f"no {', '.join(missing)} in the reading" if missing else None,
             is_anomaly=is_anomaly,
             late=late,
             alerts=alerts,

@@ -66,7 +66,7 @@ class PredictionRecord:
             device_id=str(data["device_id"]),
             seq=int(data["seq"]),
             ts=float(data["ts"]),
-            failure_prob=float(data.get("failure_prob", 0.0)),
+            failure_prob=float(data.get("failure_prob") or 0.0),  # null: no failure model
             anomaly_score=float(data.get("anomaly_score", 0.0)),
             sent_at=None if sent_at is None else float(sent_at),
             arrived_at=arrived_at,

@@ -67,19 +67,24 @@ class Prediction:
     """Exactly one per valid reading: its anomaly score and failure probability.
 
     `failure_prob` is the probability that the device fails within the failure model's horizon
-    (see the model manifest). `models` maps role -> "model_id@version".
+    (see the model manifest), or None when no failure model applies to the device (it does not
+    send the model's metrics; `failure_reason` says which). `models` maps role ->
+    "model_id@version" for the models that scored this reading; `threshold` is the anomaly
+    threshold in force for the device (`is_anomaly` = `anomaly_score > threshold`).
     """
 
     device_id: str
     ts: float
     seq: int
     anomaly_score: float
-    failure_prob: float
+    failure_prob: float | None
     models: dict[str, str]
     late: bool = False
     is_anomaly: bool = False
     sent_at: float | None = None
     scored_at: float = 0.0
+    threshold: float | None = None
+    failure_reason: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -93,6 +98,8 @@ class Prediction:
             "is_anomaly": self.is_anomaly,
             "sent_at": self.sent_at,
             "scored_at": self.scored_at,
+            "threshold": self.threshold,
+            "failure_reason": self.failure_reason,
         }
 
 

@@ -75,7 +75,11 @@ def run_seed(
         elapsed += clock() - start
         predictions.append(
             PredictionRecord(
-                event.device_id, event.seq, event.ts, scored.failure_prob, scored.anomaly_score
+                event.device_id,
+                event.seq,
+                event.ts,
+                scored.failure_prob or 0.0,
+                scored.anomaly_score,
             )
         )
         for alert in scored.alerts:

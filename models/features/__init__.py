@@ -12,8 +12,10 @@ time; count windows such as the last 20 readings for slow sensors) yields
 Readings within `grace_s` of the device's watermark (its largest event time so far) are
 inserted in event-time order even when they arrive out of order. Older ones are *late*: they
 are featurized against the current windows but change nothing. A device silent for longer
-than `idle_timeout_s` of event time has its windows reset (`DeviceFeatures.reset`), and a
-metric not seen for that long is dropped, so devices may change their metric set over time.
+than its idle span (`idle_timeout_s` of event time, or `idle_gaps` times its typical spacing
+for a slow sensor: `FeatureExtractor.idle_after`) has its windows reset
+(`DeviceFeatures.reset`), and a metric not seen for that long is dropped, so devices may
+change their metric set over time.
 
 Jumps ahead need a second reading. One reading with a timestamp far in the future (a clock
 glitch, still inside validation's `max_future_s`) used to move the watermark with it, and
@@ -24,7 +26,7 @@ exponential mean of its watermark advances) is *held*: featurized, not late, but
 watermark stays. The next reading decides: at or after the held one (minus `grace_s`), the
 jump is confirmed (a device back from a silence, a slow sensor) and applied; back near the
 watermark, the held one was an outlier and is forgotten. A held reading is not inserted into
-the windows, except when it is more than `idle_timeout_s` ahead: then the windows are reset
+the windows, except when it is more than the idle span ahead: then the windows are reset
 and it starts them (as a device back from idle does), and an outlier found later resets them
 again (at most one window length of history is lost). An unconfirmed jump therefore never
 makes the next reading late; two readings that agree on a new time always move it.

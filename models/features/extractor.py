@@ -66,12 +66,19 @@ class FeatureExtractor:
         self._idle = self.config.idle_timeout_s
         self._max_metrics = self.config.max_metrics
         self._jump_gaps = self.config.jump_gaps
+        self._idle_gaps = self.config.idle_gaps
 
     def new_state(self) -> DeviceFeatures:
         return DeviceFeatures()
 
     def is_late(self, state: DeviceFeatures, ts: float) -> bool:
         return ts < state.watermark - self._grace
+
+    def idle_after(self, state: DeviceFeatures) -> float:
+        """Event-time silence after which this device counts as idle: `idle_timeout_s`, or
+        `idle_gaps` of its typical spacing for a slow sensor."""
+        by_gaps = self._idle_gaps * state.gap
+        return by_gaps if by_gaps > self._idle else self._idle
 
     def is_jump(self, state: DeviceFeatures, ts: float) -> bool:
         """Whether a reading at `ts` jumps far enough ahead to be held (`models.features`)."""
@@ -106,7 +113,7 @@ class FeatureExtractor:
             state.ahead = -math.inf
         if step > 0.0 and wm > -math.inf:
             state.gap = step if state.gap <= 0.0 else state.gap + _GAP_ALPHA * (step - state.gap)
-        if ts - wm > self._idle and state.readings:
+        if ts - wm > self.idle_after(state) and state.readings:
             state.reset()
         if ts > wm:
             wm = state.watermark = ts
@@ -119,7 +126,7 @@ class FeatureExtractor:
         """A jump ahead: featurize without moving the watermark (see `models.features`)."""
         ts = reading.ts
         state.ahead = ts
-        state.ahead_reset = ts - state.watermark > self._idle
+        state.ahead_reset = ts - state.watermark > self.idle_after(state)
         out: dict[str, list[float]] = {}
         if state.ahead_reset:  # idle-long ahead: the windows would restart with it anyway
             state.reset()
@@ -161,7 +168,7 @@ class FeatureExtractor:
         return out
 
     def _drop_stale(self, state: DeviceFeatures) -> None:
-        cutoff = state.watermark - self._idle
+        cutoff = state.watermark - self.idle_after(state)
         for name in [n for n, mw in state.metrics.items() if mw.last_ts < cutoff and mw.ts]:
             del state.metrics[name]
 

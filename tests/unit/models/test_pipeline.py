@@ -41,7 +41,12 @@ def test_one_prediction_per_reading_shaped_like_its_message(scorer: Scorer) -> N
     assert (single["device_id"], single["seq"]) == ("a", 0)
     assert [(p["device_id"], p["seq"]) for p in envelope["predictions"]] == [("b", 0), ("a", 1)]
     assert result.readings == 3 and result.dead_letters == 0
-    assert single["models"] == scorer.model_ids and single["scored_at"] == NOW
+    assert single["scored_at"] == NOW and single["threshold"] == pytest.approx(0.5)
+    # a temperature-only device is outside the failure model's schema: null, with the reason,
+    # and only the anomaly model is named
+    assert single["models"] == {"anomaly": scorer.model_ids["anomaly"]}
+    assert single["failure_prob"] is None
+    assert single["failure_reason"] == "no humidity, pressure, vibration in the reading"
 
 
 def test_bad_readings_become_dead_letters_with_origin_and_reason(scorer: Scorer) -> None:
@@ -93,15 +98,44 @@ def test_late_readings_are_scored_flagged_and_copied(scorer: Scorer) -> None:
     assert orjson.loads(prediction.value)["late"] is True
 
 
-def test_a_quiet_device_is_expired_against_its_partition_watermark(scorer: Scorer) -> None:
-    clock = [NOW]
-    pipeline = ReadingPipeline(scorer, clock=lambda: clock[0], sweep_every_s=0)
-    store = BytesStateStore()
-    pipeline.process([_message(_reading("quiet", i, NOW - 2000 + i)) for i in range(80)], store)
-    assert "quiet" in pipeline._seen
-    timeout = scorer.config.features.idle_timeout_s
-    pipeline.process([_message(_reading("busy", 0, NOW - 2000 + 80 + timeout + 1))], store)
-    assert "quiet" not in pipeline._seen
+def _history(device: str, start: float, n: int, spike_at: int) -> list[dict[str, object]]:
+    rng = [20.0 + 0.1 * ((i * 7919) % 11) for i in range(n)]
+    rng[spike_at] = 60.0
+    return [_reading(device, i, start + i, rng[i]) for i in range(n)]
+
+
+def _predictions_of(result: object, device: str) -> list[tuple[int, float, bool]]:
+    out = []
+    for o in _by_role(result.outbound, "predictions"):  # type: ignore[attr-defined]
+        p = orjson.loads(o.value)
+        if p["device_id"] == device:
+            out.append((p["seq"], p["anomaly_score"], p["is_anomaly"]))
+    return out
+
+
+def test_a_device_replaying_old_history_is_scored_the_same_beside_live_devices() -> None:
+    """Idle is judged per device in its own event time (issue #11, item 7): a device replaying
+    history a day old, on a partition where another device sends live readings, is never
+    expired while it sends, and its predictions and alerts equal those of the replay alone,
+    whatever the wall clock does."""
+    old = _history("old", NOW - 86400, 400, spike_at=300)
+    live = [_reading("live", i, NOW - 400 + i) for i in range(400)]
+    alone_store, shared_store = BytesStateStore(), BytesStateStore()
+    ticks = iter(range(10**6))
+    alone = ReadingPipeline(Scorer(), clock=lambda: NOW)
+    shared = ReadingPipeline(Scorer(), clock=lambda: NOW + 1000.0 * next(ticks))
+    alone_out, shared_out = [], []
+    alone_alerts, shared_alerts = [], []
+    for i in range(0, 400, 50):
+        a = alone.process([_message(r, n) for n, r in enumerate(old[i : i + 50])], alone_store)
+        mixed = [m for pair in zip(old[i : i + 50], live[i : i + 50], strict=True) for m in pair]
+        b = shared.process([_message(r, n) for n, r in enumerate(mixed)], shared_store)
+        alone_out += _predictions_of(a, "old")
+        shared_out += _predictions_of(b, "old")
+        alone_alerts += [(x.state, x.alert_id) for x in a.alert_events if x.device_id == "old"]
+        shared_alerts += [(x.state, x.alert_id) for x in b.alert_events if x.device_id == "old"]
+    assert len(alone_out) == 400 and shared_out == alone_out
+    assert ("open", "old:300") in alone_alerts and shared_alerts == alone_alerts
 
 
 def test_malformed_maintenance_events_are_dead_lettered(scorer: Scorer) -> None:

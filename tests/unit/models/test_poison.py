@@ -86,13 +86,22 @@ def test_the_models_stay_finite_whatever_value_gets_past_validation(value: float
     scorer = Scorer()
     state = scorer.new_state("a")
     start = NOW - 5000
-    scorer.score(state, [SensorReading("a", start + i, i, {"t": 20.0 + i % 3}) for i in range(300)])
-    huge = [SensorReading("a", start + 300 + i, 300 + i, {"t": value}) for i in range(20)]
-    after = [SensorReading("a", start + 320 + i, 320 + i, {"t": 20.0}) for i in range(200)]
+
+    # every metric the failure model reads, so its probability is computed (and checked) too
+    def metrics(i: int, t: float) -> dict[str, float]:
+        return {"temperature": t, "humidity": 40.0 + i % 5, "pressure": 1000.0 + i % 7,
+                "vibration": 0.3 + 0.01 * (i % 4)}  # fmt: skip
+
+    scorer.score(
+        state, [SensorReading("a", start + i, i, metrics(i, 20.0 + i % 3)) for i in range(300)]
+    )
+    huge = [SensorReading("a", start + 300 + i, 300 + i, metrics(i, value)) for i in range(20)]
+    after = [SensorReading("a", start + 320 + i, 320 + i, metrics(i, 20.0)) for i in range(200)]
     out = scorer.score(state, huge) + scorer.score(state, after)
     assert len(out) == 220
     for scored in out:
-        assert 0.0 <= scored.anomaly_score <= 1.0 and 0.0 <= scored.failure_prob <= 1.0
+        assert 0.0 <= scored.anomaly_score <= 1.0
+        assert scored.failure_prob is not None and 0.0 <= scored.failure_prob <= 1.0
     assert out[0].is_anomaly  # the first huge value is flagged
     restored = DeviceState.from_bytes(state.to_bytes())
     assert restored.to_bytes() == state.to_bytes()
@@ -220,7 +229,11 @@ def test_an_exception_in_one_device_keeps_the_failure_model_call_for_the_others(
             return super()._score_one(state, reading)
 
     pipeline = ReadingPipeline(FailingFor(failure_model=CountingModel()), clock=lambda: NOW)
-    batch = [_message(_reading(d, 0, NOW - 10), i) for i, d in enumerate(["x", "bad", "y"])]
+    full = {"temperature": 20.0, "humidity": 40.0, "pressure": 1000.0, "vibration": 0.3}
+    batch = [
+        _message({"device_id": d, "ts": NOW - 10, "seq": 0, "metrics": full}, i)
+        for i, d in enumerate(["x", "bad", "y"])
+    ]
     result = pipeline.process(batch, BytesStateStore())
     assert calls == [2] and result.scoring_errors == 1
     assert [o.failure_prob for o in result.scored] == [0.25, 0.25]
@@ -304,7 +317,7 @@ def test_states_of_the_previous_formats_still_load(magic: bytes) -> None:
     else:
         assert restored.seq == state.seq == 89
     # the two slots EDS3 added per metric (resolution, hold start) start unknown
-    assert restored.detectors == {k: v[:10] + [0.0, 0.0] for k, v in state.detectors.items()}
+    assert restored.detectors == {k: [*v[:10], 0.0, 0.0] for k, v in state.detectors.items()}
     assert restored.threshold == state.threshold and restored.rows == state.rows
     assert restored.seasons == {} and restored.calib == scorer.new_state("a").calib
     before = {k: list(v) for k, v in restored.detectors.items()}

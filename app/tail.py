@@ -105,9 +105,11 @@ async def tail_topic(
 ) -> TailOutcome:
     """Consume `kind` until `limit` records matched or `timeout_s` passed, and say how it ended;
     with `until_end` it also stops once it has read every partition up to the end offsets it
-    found when it started. `on_ready(topic)` is called once the consumer holds every partition
-    at its start position (records produced after that are seen). Raises `BrokerUnavailable`
-    (one line) when the broker cannot be reached."""
+    found when it started, and leaves out records written after that (a batch fetched at the
+    end may hold some), so the same topic gives the same records; it does not wait for a
+    missing topic to appear. `on_ready(topic)` is called once the consumer holds every
+    partition at its start position (records produced after that are seen). Raises
+    `BrokerUnavailable` (one line) when the broker cannot be reached."""
     outcome = TailOutcome(topic=settings.topic(TAIL_TOPICS[kind].name))
     config = settings.consumer_config(None)
     config["client_id"] = f"edgeml-tail-{uuid.uuid4().hex[:8]}"
@@ -121,7 +123,9 @@ async def tail_topic(
         ) from None
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     try:
-        if not await _hold_partitions(consumer, outcome.topic, from_beginning, deadline):
+        # the end of a topic that does not exist is now: `until_end` waits for none to appear
+        wait_until = time.monotonic() if until_end else deadline
+        if not await _hold_partitions(consumer, outcome.topic, from_beginning, wait_until):
             return outcome
         outcome.topic_found = True
         ends = await consumer.end_offsets(list(consumer.assignment())) if until_end else {}
@@ -132,8 +136,10 @@ async def tail_topic(
                 outcome.stopped_by = "end"
                 return outcome
             batches = await consumer.getmany(timeout_ms=200)
-            for messages in batches.values():
+            for tp, messages in batches.items():
                 for message in messages:
+                    if until_end and message.offset >= ends[tp]:
+                        break  # produced after the start: not part of "up to the end"
                     outcome.read += 1
                     for record in _records(message.value, list(message.headers or ())):
                         if where.accepts(record):

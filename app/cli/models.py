@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from edgeml.app.cli.options import BOOTSTRAP_OPTION, settings_with
 from edgeml.app.settings import Settings
 from edgeml.topics.catalog import MODEL_REGISTRY
 
@@ -152,8 +153,10 @@ def add_to(cli: typer.Typer) -> None:
             "--announce/--no-announce",
             help="Publish on the model-registry topic so running workers hot-swap to it.",
         ),
+        bootstrap: str | None = BOOTSTRAP_OPTION,
     ) -> None:
         """Verify a version, make it the promoted one (atomic) and announce it to workers."""
+        settings = settings_with(bootstrap)  # a bad --bootstrap fails before the promotion
         registry = open_registry(root)
         before = registry.promoted_version(model_id)
         manifest = registry.promote(model_id, version)
@@ -162,7 +165,6 @@ def add_to(cli: typer.Typer) -> None:
         if announce:
             from edgeml.app.kafka_admin import BrokerUnavailable, publish
 
-            settings = Settings()
             topic = settings.topic(MODEL_REGISTRY.name)
             try:
                 publish(settings, topic, announcement.key, announcement.to_bytes())

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from edgeml.app.cli.options import BOOTSTRAP_OPTION, settings_with
 from edgeml.app.settings import Settings
 
 __all__ = ["add_to", "parse_start"]
@@ -72,9 +73,7 @@ def add_to(cli: typer.Typer) -> None:
         warmup: float = typer.Option(
             300.0, "--warmup", help="Event-time seconds of normal operation before any fault."
         ),
-        bootstrap: str | None = typer.Option(
-            None, "--bootstrap", help="Kafka bootstrap servers (default: EDGEML_BOOTSTRAP_SERVERS)."
-        ),
+        bootstrap: str | None = BOOTSTRAP_OPTION,
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
     ) -> None:
         """Simulate DEVICES devices sending COUNT readings each, with injected, labelled faults
@@ -94,7 +93,7 @@ def add_to(cli: typer.Typer) -> None:
                 f"{devices} x {count} readings is too many for one run (max 50 000 000)",
                 param_hint="--count",
             )
-        settings = Settings(bootstrap_servers=bootstrap) if bootstrap else Settings()
+        settings = settings_with(bootstrap)
         offered = devices / interval if rate is None else rate
         now = time.time()
         if start is not None:

@@ -5,6 +5,7 @@ edgeml tail predictions -d dev-0001 -d dev-0002  # two devices
 edgeml tail predictions --anomalies --json | jq .anomaly_score
 edgeml tail dlq --from-beginning --limit 20      # why the last messages were rejected
 edgeml tail late --from-beginning --until-end    # everything so far, then stop
+edgeml tail predictions --from-beginning --until-end --json --bootstrap kafka:9092 > all.jsonl
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ import orjson
 import typer
 from rich.console import Console
 
+from edgeml.app.cli.options import BOOTSTRAP_OPTION, counted, settings_with
 from edgeml.app.errors import EdgeMLError
-from edgeml.app.settings import Settings
 from edgeml.app.tail import SEVERITIES, TAIL_TOPICS, TailFilter, tail_topic
 
 __all__ = ["NothingMatched", "add_to", "render"]
@@ -57,10 +58,11 @@ def render(kind: str, record: dict[str, Any]) -> str:
         )
     flag = " [magenta]LATE[/]" if record.get("late") else ""
     mark = "[red]ANOMALY[/]" if record.get("is_anomaly") else "ok     "
+    p_fail = record.get("failure_prob")
+    failure = "p_fail=n/a" if p_fail is None else f"p_fail={p_fail:.3f}"
     return (
         f"{mark} {_time(record.get('ts'))} [bold]{record.get('device_id')}[/] #{record.get('seq')} "
-        f"anomaly={record.get('anomaly_score', 0):.3f} "
-        f"p_fail={record.get('failure_prob', 0):.3f}{flag}"
+        f"anomaly={record.get('anomaly_score', 0):.3f} {failure}{flag}"
     )
 
 
@@ -76,7 +78,9 @@ def add_to(cli: typer.Typer) -> None:
             False, "--anomalies", help="Predictions: only readings scored as anomalous."
         ),
         as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
-        from_beginning: bool = typer.Option(False, "--from-beginning", help="Replay the topic."),
+        from_beginning: bool = typer.Option(
+            False, "--from-beginning", help="Start at the topic's beginning (default: now)."
+        ),
         limit: int | None = typer.Option(
             None, "--limit", "-n", min=1, help="Stop after N records."
         ),
@@ -84,8 +88,12 @@ def add_to(cli: typer.Typer) -> None:
             None, "--timeout", min=0.1, help="Stop after S seconds."
         ),
         until_end: bool = typer.Option(
-            False, "--until-end", help="Stop at the end of the topic (as it was at the start)."
+            False,
+            "--until-end",
+            help="Stop once every partition is read up to its end offset as it was at the start "
+            "(with --from-beginning: everything so far); the count goes to stderr.",
         ),
+        bootstrap: str | None = BOOTSTRAP_OPTION,
     ) -> None:
         """Follow an output topic and print its records as they arrive. Exits 1 when it stops
         (--timeout, --until-end) without a matching record, as grep does."""
@@ -100,6 +108,7 @@ def add_to(cli: typer.Typer) -> None:
         where = TailFilter(
             min_severity=severity, devices=frozenset(device or ()), anomalies_only=anomalies
         )
+        settings = settings_with(bootstrap)
         console = Console(highlight=False, soft_wrap=True)  # one line per record, any width
         errors = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -117,7 +126,7 @@ def add_to(cli: typer.Typer) -> None:
         began = time.monotonic()
         outcome = asyncio.run(
             tail_topic(
-                Settings(),
+                settings,
                 kind,
                 show,
                 where=where,
@@ -136,6 +145,11 @@ def add_to(cli: typer.Typer) -> None:
             raise NothingMatched(
                 f"no records matched {_describe(where)} in {outcome.topic} "
                 f"({outcome.read} read {span})"
+            )
+        if outcome.stopped_by == "end":
+            errors.print(
+                f"[dim]edgeml tail: {counted(outcome.matched, 'record')} matched in "
+                f"{counted(outcome.read, 'message')} up to the end of {outcome.topic}[/]"
             )
 
 

@@ -100,7 +100,7 @@ def test_replay_checks_the_whole_file_before_it_sends(
     refused = run_cli(settings, "replay", str(bad), "--no-progress", timeout=120)
     assert refused.returncode == 2, refused.stderr
     (line,) = _lines(refused.stderr)
-    assert "Invalid value for FILE: bad-last-line.jsonl:4: not JSON" in line, line
+    assert "Invalid value for PATH: bad-last-line.jsonl:4: not JSON" in line, line
     # nothing sent: the readings topic was not even created for this prefix
     assert settings.topic("sensor-readings") not in set(kafka_admin.list_topics())
 

@@ -227,13 +227,13 @@ def test_replay_numbers_each_devices_rows_and_skips_bad_ones(
     )  # fmt: skip
     assert code == 0, err
     assert out.startswith(
-        "replay: 4 readings from 2 devices in 2 messages; 7 rows, 3 skipped (bad timestamp: 1, "
-        "no device id: 1, no numeric metric: 1); "
+        "replay: 4 readings from 2 devices in 1 file, 2 messages; 7 rows, 3 skipped (bad "
+        "timestamp: 1, no device id: 1, no numeric metric: 1); "
     ), out
-    assert err.splitlines() == [
-        "  skipped row 4: bad timestamp",
-        "  skipped row 5: no device id",
-        "  skipped row 6: no numeric metric",
+    assert err.splitlines() == [  # file:line, the header being line 1
+        "  skipped history.csv:5: bad timestamp",
+        "  skipped history.csv:6: no device id",
+        "  skipped history.csv:7: no numeric metric",
     ]
     readings = _readings([m.value for m in _messages(settings, "sensor-readings")])
     by_device: dict[str, list[tuple[int, float, dict[str, float]]]] = {}

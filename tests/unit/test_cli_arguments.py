@@ -151,12 +151,23 @@ def csv_file(tmp_path: Path) -> Path:
         (["--metric-columns", " , "], "Invalid value for --metric-columns: no column names"),
         (
             ["--metric-columns", "temp,pressure"],
-            "Invalid value for FILE: no column(s) pressure; columns: device_id, ts, temp",
+            "Invalid value for PATH: history.csv: no column(s) pressure; columns: device_id, ts, "
+            "temp",
         ),
         (
             ["--device", "d9", "--device-column", "device_id"],
-            "Invalid value for FILE: give either --device or --device-column, not both",
+            "Invalid value for --device: give either --device or --device-column, not both",
         ),
+        (
+            ["--device-from", "name"],
+            "Invalid value for --device-from: 'name'; choose one of: column, filename",
+        ),
+        (
+            ["--device-from", "filename", "--device", "d9"],
+            "Invalid value for --device-from: --device-from filename takes the id from the file "
+            "name; leave out --device and --device-column",
+        ),
+        (["--bootstrap", " "], "Invalid value for --bootstrap: empty; give HOST:PORT"),
     ],
 )
 def test_replay_refuses_bad_options_before_connecting(

@@ -79,6 +79,7 @@ def test_render(kind: str, record: dict[str, Any], parts: list[str]) -> None:
         (["tail", "everything"], "choose one of: alerts, predictions, dlq, late"),
         (["tail", "alerts", "--severity", "loud"], "choose one of: info, warning, critical"),
         (["tail", "alerts", "--limit", "0"], "--limit"),
+        (["tail", "alerts", "--bootstrap", ""], "--bootstrap: empty; give HOST:PORT"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(

@@ -34,7 +34,9 @@ def _write(tmp_path: Path, name: str, text: str) -> Path:
 def test_csv_with_device_column_and_default_metrics(tmp_path: Path) -> None:
     stats = ReplayStats()
     rows = read_rows(_write(tmp_path, "data.csv", CSV))
-    readings = list(to_readings(rows, ReplayColumns(device_column="device"), stats))
+    readings = list(
+        to_readings(rows, ReplayColumns(device_column="device"), stats, assume_utc=True)
+    )
     assert [(r.device_id, r.seq) for r in readings] == [
         ("pump-1", 0),
         ("pump-2", 0),
@@ -43,7 +45,7 @@ def test_csv_with_device_column_and_default_metrics(tmp_path: Path) -> None:
     ]
     assert readings[0].ts == 1767225600.0
     assert readings[0].metrics == {"temp": 20.5, "hum": 40.0}
-    assert readings[2].ts == 1767225602.0  # naive ISO = UTC
+    assert readings[2].ts == 1767225602.0  # naive ISO = UTC with assume_utc
     assert readings[2].metrics == {"hum": 42.0}  # empty cell left out
     assert readings[3].ts == 1767225604.0
     assert stats.rows == 6 and stats.readings == 4
@@ -53,7 +55,7 @@ def test_csv_with_device_column_and_default_metrics(tmp_path: Path) -> None:
 def test_csv_fixed_device_and_metric_columns(tmp_path: Path) -> None:
     rows = read_rows(_write(tmp_path, "data.csv", CSV))
     columns = ReplayColumns(device="dev-x", metric_columns=("temp",), site="lab")
-    readings = list(to_readings(rows, columns))
+    readings = list(to_readings(rows, columns, assume_utc=True))
     assert {r.device_id for r in readings} == {"dev-x"}
     assert [r.seq for r in readings] == [0, 1, 2]
     assert all(set(r.metrics) == {"temp"} and r.site == "lab" for r in readings)
@@ -108,7 +110,7 @@ def test_unknown_format_and_bad_json(tmp_path: Path) -> None:
         ("1767225600.25", 1767225600.25),
         (1767225600250, 1767225600.25),
         ("2026-01-01T01:00:00+01:00", 1767225600.0),
-        ("2026-01-01 00:00:00", 1767225600.0),
+        ("2026-01-01 00:00:00Z", 1767225600.0),
         ("garbage", None),
         ("", None),
         (None, None),

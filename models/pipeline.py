@@ -66,6 +66,7 @@ __all__ = [
     "Rejected",
     "Role",
     "StateStore",
+    "prediction_wire",
 ]
 
 Role = Literal["predictions", "alerts", "dlq", "late"]
@@ -203,7 +204,7 @@ class ReadingPipeline:
                     continue
                 result.scored.append(outcome)
                 result.origins.append(index)
-                predictions.append(_prediction_wire(outcome, model_ids, scored_at))
+                predictions.append(prediction_wire(outcome, model_ids, scored_at))
                 _emit_alerts(result, outcome.alerts, scored_at)
                 if outcome.late:
                     result.late += 1
@@ -322,9 +323,10 @@ def _emit_alerts(result: BatchResult, alerts: list[AnomalyAlert], scored_at: flo
         result.alerts += 1
 
 
-def _prediction_wire(
+def prediction_wire(
     outcome: ScoredReading, model_ids: dict[str, str], scored_at: float
 ) -> dict[str, object]:
+    """One scored reading as its `Prediction` wire dict: the worker's and the edge agent's."""
     reading = outcome.reading
     if outcome.failure_prob is None:  # only the models that scored this reading are named
         model_ids = {role: ref for role, ref in model_ids.items() if role == "anomaly"}

@@ -11,6 +11,11 @@ same predictions, `tests/integration`). Two figures per split, both with the win
   threshold tuned on the labels, in all three profiles.
 
 `--split holdout` is the part never tuned on; `--split tune` the part the defaults were chosen on.
+
+`score_outputs` computes the same figures from what the real pipeline published (prediction and
+alert JSON lines, e.g. `edgeml tail predictions --json --until-end`), for `edgeml evaluate
+--corpus DIR`: a corpus written by `python -m edgeml.sim.corpus DIR` and replayed with
+`edgeml replay DIR --device-from filename`.
 """
 
 from __future__ import annotations
@@ -18,18 +23,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from edgeml.models.scoring import Scorer
 from edgeml.sim.baselines import BASELINES, baseline_score
-from edgeml.sim.corpus import SPLITS, CorpusSeries, build_corpus
+from edgeml.sim.corpus import SPLITS, CorpusSeries, build_corpus, load_corpus
 from edgeml.sim.window_score import best_threshold, score_alarms
 from edgeml.topics.records import SensorReading
 
-__all__ = ["SeriesRun", "evaluate_corpus", "run_series"]
+__all__ = ["SeriesRun", "evaluate_corpus", "run_series", "score_outputs"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +81,51 @@ def evaluate_corpus(
 ) -> dict[str, object]:
     """Figures of one split (None = all): calibrated score, deployed decisions, baselines."""
     chosen = [s for s in series if split is None or s.split == split]
-    labels = {s.name: s.labels for s in chosen}
     runs = {s.name: run_series(s, make_scorer()) for s in chosen}
+    return _report(chosen, runs, split, baselines)
+
+
+def score_outputs(
+    corpus_dir: Path,
+    predictions: Iterable[dict[str, object]],
+    alerts: Iterable[dict[str, object]],
+    split: str | None = "holdout",
+    baselines: bool = True,
+) -> dict[str, object]:
+    """The figures of `evaluate_corpus` from published predictions and alerts (JSON objects;
+    device id = series name). A series with no prediction at all is an error (not replayed)."""
+    chosen = load_corpus(corpus_dir, split)
+    names = {s.name for s in chosen}
+    by_device: dict[str, list[tuple[float, float, bool]]] = {n: [] for n in names}
+    for p in predictions:
+        device = str(p["device_id"])
+        if device in names:
+            ts, score = float(p["ts"]), float(p["anomaly_score"])  # type: ignore[arg-type]
+            by_device[device].append((ts, score, bool(p.get("is_anomaly"))))
+    opened: dict[str, list[float]] = {n: [] for n in names}
+    for a in alerts:
+        if a.get("state") == "open" and str(a["device_id"]) in names:
+            opened[str(a["device_id"])].append(float(a["ts"]))  # type: ignore[arg-type]
+    missing = sorted(n for n, rows in by_device.items() if not rows)
+    if missing:
+        raise ValueError(f"no predictions for {len(missing)} series, e.g. {missing[0]!r}")
+    runs = {}
+    for s in chosen:
+        rows = sorted(by_device[s.name])
+        runs[s.name] = SeriesRun(
+            s.name,
+            np.array([r[0] for r in rows]),
+            np.array([r[1] for r in rows]),
+            np.array([r[2] for r in rows], dtype=bool),
+            tuple(sorted(opened[s.name])),
+        )
+    return _report(chosen, runs, split, baselines)
+
+
+def _report(
+    chosen: Sequence[CorpusSeries], runs: dict[str, SeriesRun], split: str | None, baselines: bool
+) -> dict[str, object]:
+    labels = {s.name: s.labels for s in chosen}
     calibrated = best_threshold({n: (r.ts, r.scores) for n, r in runs.items()}, labels)
     deployed = score_alarms({n: r.opened for n, r in runs.items()}, labels)
     out: dict[str, object] = {

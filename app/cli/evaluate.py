@@ -1,4 +1,5 @@
-"""`edgeml evaluate`: score a simulated run against its ground truth, from the output topics."""
+"""`edgeml evaluate`: score a simulated run against its ground truth, from the output topics; or
+a replayed labelled corpus (`--corpus DIR`) with the window-based streaming benchmark."""
 
 from __future__ import annotations
 
@@ -33,14 +34,32 @@ Incident recall: an incident counts as detected when an `open` alert of its devi
 alerts. Detection delay: first matching alert ts - incident start (event time). A failure is
 predicted when failure_prob >= threshold within `horizon` seconds before it. End-to-end
 latency = Kafka record timestamp of the prediction message - the reading's sent_at (the
-scheduled send time), in ms."""
+scheduled send time), in ms.
+
+With --corpus DIR (a corpus from `python -m edgeml.sim.corpus DIR`, replayed with `edgeml replay
+DIR --device-from filename`) it reads --predictions and --alerts JSON lines (`edgeml tail
+predictions|alerts --from-beginning --until-end --json`) and prints the window-based score
+(NAB form, three profiles): the calibrated score at the best fleet-wide threshold, the deployed
+alert decisions as they are, and river's HalfSpaceTrees and an EW z-score on the same series."""
 
 
 def add_to(cli: typer.Typer) -> None:
     @cli.command(help=_HELP, short_help="Score a simulated run against its ground truth.")
     def evaluate(
-        ground_truth: Path = typer.Option(  # noqa: B008
-            ..., "--ground-truth", "-g", exists=True, dir_okay=False, help="Ground truth JSONL."
+        ground_truth: Path | None = typer.Option(  # noqa: B008
+            None, "--ground-truth", "-g", exists=True, dir_okay=False, help="Ground truth JSONL."
+        ),
+        corpus: Path | None = typer.Option(  # noqa: B008
+            None, "--corpus", exists=True, file_okay=False, help="A labelled corpus directory."
+        ),
+        predictions_file: Path | None = typer.Option(  # noqa: B008
+            None, "--predictions", exists=True, dir_okay=False, help="With --corpus: JSON lines."
+        ),
+        alerts_file: Path | None = typer.Option(  # noqa: B008
+            None, "--alerts", exists=True, dir_okay=False, help="With --corpus: JSON lines."
+        ),
+        split: str = typer.Option(
+            "holdout", "--split", help="With --corpus: holdout, tune or all."
         ),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
         timeout: float = typer.Option(
@@ -59,6 +78,13 @@ def add_to(cli: typer.Typer) -> None:
             None, "--bootstrap", help="Kafka bootstrap servers (default: EDGEML_BOOTSTRAP_SERVERS)."
         ),
     ) -> None:
+        if corpus is not None:
+            if ground_truth is not None:
+                raise typer.BadParameter("give --corpus or --ground-truth, not both")
+            _corpus(corpus, predictions_file, alerts_file, split, as_json)
+            return
+        if ground_truth is None:
+            raise typer.BadParameter("give --ground-truth FILE (or --corpus DIR)")
         from edgeml.sim.evaluation import evaluate as compute
         from edgeml.sim.truth import GroundTruth
 
@@ -91,6 +117,52 @@ def add_to(cli: typer.Typer) -> None:
             typer.echo(json.dumps(report))
         else:
             _print_table(report)
+
+
+def _corpus(
+    folder: Path, predictions: Path | None, alerts: Path | None, split: str, as_json: bool
+) -> None:
+    import orjson
+
+    from edgeml.sim.corpus_eval import score_outputs
+
+    if predictions is None or alerts is None:
+        raise typer.BadParameter("--corpus needs --predictions FILE and --alerts FILE")
+    if split not in ("holdout", "tune", "all"):
+        raise typer.BadParameter(f"{split!r} is not holdout, tune or all", param_hint="--split")
+
+    def lines(path: Path) -> list[dict[str, Any]]:
+        out = []
+        for number, line in enumerate(path.read_bytes().splitlines(), 1):
+            if line.strip():
+                try:
+                    out.append(orjson.loads(line))
+                except orjson.JSONDecodeError:
+                    raise typer.BadParameter(f"{path.name}:{number}: not JSON") from None
+        return out
+
+    try:
+        report = score_outputs(
+            folder, lines(predictions), lines(alerts), None if split == "all" else split
+        )
+    except (ValueError, KeyError, OSError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--corpus") from None
+    if as_json:
+        typer.echo(json.dumps(report))
+        return
+    calibrated: Any = report["calibrated"]
+    deployed: Any = report["deployed"]
+    lines_out = [
+        f"corpus {folder} ({report['split']}, {report['series']} series)",
+        f"  calibrated score, best fleet-wide threshold {calibrated['threshold']:.3f}: "
+        f"{calibrated['score']:.1f}",
+        "  deployed alerts: "
+        + ", ".join(f"{name} {value:.1f}" for name, value in deployed.items()),
+    ]
+    baselines: Any = report.get("baselines") or {}
+    for name, value in baselines.items():
+        lines_out.append(f"  baseline {name}: {value:.1f}")
+    typer.echo("\n".join(lines_out))
 
 
 async def _collect(

@@ -29,7 +29,7 @@ def intra_op_threads(handle: object) -> int:
 
 @pytest.fixture
 def registry_root(tmp_path: Path) -> Path:
-    """A copy of the shipped registry (failure-gbm@1 promoted) plus an unpromoted @2."""
+    """A copy of the shipped registry (failure-gbm@2 promoted) plus an unpromoted @3."""
     root = tmp_path / "registry"
     shutil.copytree(SHIPPED_ROOT, root)
     registry = ModelRegistry(root)
@@ -38,7 +38,7 @@ def registry_root(tmp_path: Path) -> Path:
     artifact.write_bytes(registry.model_bytes(FAILURE_MODEL_ID))
     registry.register(
         FAILURE_MODEL_ID, artifact, kind="onnx", inputs=manifest.inputs,
-        training_data="copy of the promoted version (test)", metrics={}, version="2",
+        training_data="copy of the promoted version (test)", metrics={}, version="3",
         measure_latency=False,
     )  # fmt: skip
     return root
@@ -52,17 +52,17 @@ def worker(settings_factory: Callable[..., Settings], registry_root: Path) -> Wo
 def test_the_start_up_model_uses_the_onnx_threads_setting(worker: Worker) -> None:
     assert worker.registry.threads == THREADS
     assert worker.scorer.failure_model is not None
-    assert worker.scorer.failure_model.ref == f"{FAILURE_MODEL_ID}@1"
+    assert worker.scorer.failure_model.ref == f"{FAILURE_MODEL_ID}@2"
     assert intra_op_threads(worker.scorer.failure_model) == THREADS
 
 
 def test_a_hot_swap_loads_from_the_same_registry(worker: Worker) -> None:
-    announcement = worker.registry.announcement(FAILURE_MODEL_ID, "2").to_bytes()
+    announcement = worker.registry.announcement(FAILURE_MODEL_ID, "3").to_bytes()
     assert worker.pipeline.apply_model_announcement(announcement, worker.registry) == (
-        f"{FAILURE_MODEL_ID}@2"
+        f"{FAILURE_MODEL_ID}@3"
     )
     assert worker.scorer.failure_model is not None
-    assert worker.scorer.model_ids["failure"] == f"{FAILURE_MODEL_ID}@2"
+    assert worker.scorer.model_ids["failure"] == f"{FAILURE_MODEL_ID}@3"
     assert intra_op_threads(worker.scorer.failure_model) == THREADS
 
 

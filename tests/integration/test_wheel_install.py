@@ -168,5 +168,8 @@ def test_the_wheel_scores_with_core_only_and_runs_the_cli_without_writing_site_p
     assert "Usage: edgeml" in shown.stdout and "optimize" in shown.stdout
     listed = json.loads(_run([edgeml, "models", "list", "--json"], cwd).stdout)
     assert listed["root"] == str(cwd / "models" / "artifacts")  # the working dir, not the package
-    assert [(m["model_id"], m["promoted"]) for m in listed["models"]] == [("failure-gbm", True)]
+    assert [(m["model_id"], m["promoted"]) for m in listed["models"]] == [
+        ("failure-gbm", False),  # @1, kept for rollback
+        ("failure-gbm", True),  # @2
+    ]
     assert _diff(before, _listing(site)) == []

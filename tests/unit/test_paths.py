@@ -186,7 +186,10 @@ def test_a_fresh_home_lists_the_shipped_model_from_its_own_copy(
     assert result.exit_code == 0, result.output
     listing = json.loads(result.output)
     assert listing["root"] == str(tmp_path / "models" / "artifacts")
-    assert [(m["model_id"], m["promoted"]) for m in listing["models"]] == [(FAILURE_MODEL_ID, True)]
+    assert [(m["model_id"], m["promoted"]) for m in listing["models"]] == [
+        (FAILURE_MODEL_ID, False),  # @1, kept for rollback
+        (FAILURE_MODEL_ID, True),  # @2
+    ]
     assert (tmp_path / "models" / "artifacts" / FAILURE_MODEL_ID / "PROMOTED").is_file()
     assert _tree(SHIPPED_ROOT) == package_before
 
@@ -200,4 +203,4 @@ def test_optimize_without_the_train_extra_says_which_extra(
     assert isinstance(result.exception, optimize_cli.MissingExtra)
     assert "not_installed_module" in str(result.exception)
     assert "edgeml[cli,train]" in str(result.exception)
-    assert sorted(p.name for p in (root / FAILURE_MODEL_ID).iterdir()) == ["1", "PROMOTED"]
+    assert sorted(p.name for p in (root / FAILURE_MODEL_ID).iterdir()) == ["1", "2", "PROMOTED"]

@@ -10,10 +10,12 @@ import typer
 from edgeml.app.cli import (
     broker,
     demo,
+    edge,
     evaluate,
     models,
     optimize,
     replay,
+    serve,
     simulate,
     tail,
     worker,
@@ -44,6 +46,8 @@ tail.add_to(cli)
 worker.add_to(cli)
 models.add_to(cli)
 optimize.add_to(cli)
+edge.add_to(cli)
+serve.add_to(cli)
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("app", "agents", "models", "topics", "sim", "infra", "training")
+PACKAGES = ("app", "agents", "models", "topics", "sim", "infra", "training", "edge")
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 CONTRACTS = {
     contract["id"]: contract["name"]
@@ -80,23 +80,30 @@ def test_the_copied_tree_keeps_every_contract(source_tree: Path) -> None:
 @pytest.mark.parametrize(
     ("module", "planted", "broken"),
     [
-        ("edgeml/models/pipeline.py", "import edgeml.app.settings", {"layers"}),
+        ("edgeml/models/pipeline.py", "import edgeml.app.settings", {"layers", "edge-standalone"}),
         ("edgeml/topics/records.py", "import edgeml.models.scoring", {"layers"}),
         ("edgeml/agents/score.py", "import edgeml.app.settings", {"layers"}),
-        # the worker imports models, so a simulator under models is in the worker too
+        # the worker imports models, so a simulator under models is in the worker too (and in
+        # the edge agent, which imports models and topics as well)
         (
             "edgeml/models/scoring.py",
             "import edgeml.sim.generator",
-            {"runtime-without-tools", "worker-without-tools"},
+            {"runtime-without-tools", "worker-without-tools", "edge-standalone"},
         ),
         (
             "edgeml/topics/catalog.py",
             "import edgeml.training",
-            {"runtime-without-tools", "worker-without-tools"},
+            {"runtime-without-tools", "worker-without-tools", "edge-standalone"},
         ),
         ("edgeml/app/factory.py", "import edgeml.infra.kafka.broker", {"worker-without-tools"}),
-        ("edgeml/models/features/extractor.py", "import faust", {"core-without-faust"}),
+        (
+            "edgeml/models/features/extractor.py",
+            "import faust",
+            {"core-without-faust", "edge-standalone"},
+        ),
         ("edgeml/infra/kafka/broker.py", "import edgeml.app.errors", {"infra-without-app"}),
+        ("edgeml/edge/agent.py", "import faust", {"edge-standalone"}),
+        ("edgeml/edge/sync.py", "import edgeml.sim.generator", {"edge-standalone"}),
     ],
 )
 def test_a_planted_import_breaks_its_contract(

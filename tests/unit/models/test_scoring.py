@@ -120,9 +120,7 @@ def test_a_device_back_from_silence_resolves_its_open_alert(readings: list[Senso
     (held,) = scorer.score(state, [SensorReading("dev-0003", back, spike.seq + 1, first)])
     assert held.alerts == [] and state.alert.open
     # a second reading confirms the silence: resolved at the last event before it
-    (confirmed,) = scorer.score(
-        state, [SensorReading("dev-0003", back + 1, spike.seq + 2, second)]
-    )
+    (confirmed,) = scorer.score(state, [SensorReading("dev-0003", back + 1, spike.seq + 2, second)])
     (resolved,) = [a for a in confirmed.alerts if a.state == "resolved"]
     assert resolved.alert_id == scored.alerts[0].alert_id and resolved.ts == spike.ts
     # (what comes after the silence is scored as itself: it may open an incident of its own)
@@ -162,7 +160,8 @@ def test_detects_simulated_incidents_with_one_alert_each(sim: Simulation):
     # seed ends three incidents within 45 s of its last reading)
     end = max(r.ts for r in sim.readings())
     still_open = {a.device_id for a in alerts if a.state == "open"} - {
-        d for d in {a.device_id for a in alerts}
+        d
+        for d in {a.device_id for a in alerts}
         if [x.state for x in alerts if x.device_id == d][-1] == "resolved"
     }
     recent = {i.device_id for i in sim.incidents if i.end_ts >= end - 60.0}

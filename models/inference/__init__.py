@@ -1,0 +1,108 @@
+"""The inference engine: pools of model backends per task, health-checked, circuit-broken,
+selected by a strategy, failed over within a deadline, optionally aggregated (Faust-free).
+
+    engine = InferenceEngine(seed=0)
+    engine.add_task("failure", onnx_replicas(registry, "failure-gbm", 2),
+                    TaskConfig(strategy=LeastLoaded(), timeout_s=0.5, deadline_s=2.0),
+                    golden=golden_set(registry, "failure-gbm"))
+    await engine.start()
+    result = await engine.infer("failure", {"input": x})   # never raises; value None + reason
+
+Modules: `tensors` (Open Inference Protocol v2 tensor codec), `backends` (the `Backend`
+protocol; `LocalBackend`: in-process, one thread per replica), `remote` (`RemoteBackend`: OIP v2
+REST over aiohttp), `batching` (`BatchingBackend`: concurrent calls coalesced), `health`
+(circuit breaker, latency EWMA/p99, golden-set probe),
+`strategies` (selection), `aggregate` (mean / max / vote), `engine` (`InferenceEngine`;
+`results`: `TaskConfig`, `InferenceResult`, `BackendCall`),
+`loading` (pools and golden sets from the registry), `adapter` (`EngineFailureModel`: the
+engine behind the Scorer's failure-model interface). See docs/inference.md.
+"""
+
+from __future__ import annotations
+
+from edgeml.models.inference.adapter import EngineFailureModel, EngineLoop
+from edgeml.models.inference.aggregate import AGGREGATIONS, Aggregation
+from edgeml.models.inference.backends import (
+    SCORE,
+    Backend,
+    LocalBackend,
+    Signature,
+    Tensors,
+    TensorSpec,
+    onnx_backend,
+)
+from edgeml.models.inference.batching import BatchingBackend
+from edgeml.models.inference.engine import (
+    BackendCall,
+    InferenceEngine,
+    InferenceResult,
+    TaskConfig,
+    TaskPool,
+)
+from edgeml.models.inference.errors import (
+    BackendError,
+    BackendOverloaded,
+    InferenceError,
+    TensorError,
+)
+from edgeml.models.inference.health import (
+    BackendHealth,
+    BreakerConfig,
+    CircuitBreaker,
+    GoldenSet,
+    LatencyWindow,
+)
+from edgeml.models.inference.loading import golden_set, onnx_replicas
+from edgeml.models.inference.remote import RemoteBackend
+from edgeml.models.inference.strategies import (
+    STRATEGIES,
+    BestQuality,
+    LeastLoaded,
+    LowestLatency,
+    Member,
+    Route,
+    Strategy,
+    Weighted,
+    strategy_named,
+)
+
+__all__ = [
+    "AGGREGATIONS",
+    "SCORE",
+    "STRATEGIES",
+    "Aggregation",
+    "Backend",
+    "BackendCall",
+    "BackendError",
+    "BackendHealth",
+    "BackendOverloaded",
+    "BatchingBackend",
+    "BestQuality",
+    "BreakerConfig",
+    "CircuitBreaker",
+    "EngineFailureModel",
+    "EngineLoop",
+    "GoldenSet",
+    "InferenceEngine",
+    "InferenceError",
+    "InferenceResult",
+    "LatencyWindow",
+    "LeastLoaded",
+    "LocalBackend",
+    "LowestLatency",
+    "Member",
+    "RemoteBackend",
+    "Route",
+    "Signature",
+    "Strategy",
+    "TaskConfig",
+    "TaskPool",
+    "TensorError",
+    "TensorSpec",
+    "Tensors",
+    "Weighted",
+    "golden_set",
+    "onnx_backend",
+    "onnx_replicas",
+    "strategy_named",
+]

@@ -1,0 +1,199 @@
+"""`EngineFailureModel`: the engine behind the interface the Scorer already calls.
+
+`models.scoring.Scorer` needs of its failure model exactly: `ref` (a str, read for timing and
+for `model_ids`), `predict((n, k) float32) -> (n,)` (synchronous: `ReadingPipeline.process`
+calls `score_many` on the worker's event loop), and `manifest.inputs` (read once in the
+constructor to order the feature columns). This adapter offers those three, so
+
+    failure_model = EngineFailureModel.from_registry(registry, replicas=2)
+    scorer = Scorer(config, failure_model=failure_model, on_model_call=...)
+
+serves the Scorer through the engine without a change to the Scorer.
+
+Why its own loop thread: `predict` is synchronous and is called *on* the worker's loop, so it
+cannot await the engine there; the engine runs on an `EngineLoop` (a daemon thread with its own
+event loop) and `predict` waits for it at most `deadline_s + margin_s`. A hung replica therefore
+costs a batch at most the deadline (the engine fails over to another one meanwhile); today a
+hung `session.run` holds the worker forever.
+
+When no backend answers, `predict` returns NaN for every row (`on_down="nan"`) and keeps the
+result, its reason included, in `last`; `on_down="raise"` raises `InferenceError` instead.
+The current Scorer turns NaN into 0.0 (`np.nan_to_num`); publishing `null` with the reason
+needs the small Scorer change described in docs/inference.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+from collections.abc import Coroutine, Sequence
+from typing import Any, Literal, TypeVar
+
+import numpy as np
+
+from edgeml.models.inference.backends import Backend
+from edgeml.models.inference.engine import InferenceEngine, InferenceResult, TaskConfig
+from edgeml.models.inference.errors import InferenceError
+from edgeml.models.inference.loading import golden_set, onnx_replicas
+from edgeml.models.manifest import (
+    ModelAnnouncement,
+    ModelManifest,
+    SchemaMismatch,
+    TamperedArtifact,
+)
+from edgeml.models.registry import FAILURE_MODEL_ID, ModelRegistry
+
+__all__ = ["EngineFailureModel", "EngineLoop"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class EngineLoop:
+    """An asyncio loop on a daemon thread, for synchronous callers of async code."""
+
+    def __init__(self, name: str = "edgeml-inference") -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run `coro` on the loop thread and wait for it (at most `timeout` seconds)."""
+        if threading.current_thread() is self._thread:
+            coro.close()
+            raise RuntimeError("EngineLoop.run called from its own thread: it would deadlock")
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise
+
+    def stop(self) -> None:
+        if self.loop.is_closed():
+            return
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5.0)
+        if not self._thread.is_alive():
+            self.loop.close()
+
+
+class EngineFailureModel:
+    """A failure-model handle for the Scorer backed by an `InferenceEngine` task (module
+    docstring). `manifest` is the served version's (its `inputs` order the columns)."""
+
+    def __init__(
+        self,
+        engine: InferenceEngine,
+        task: str,
+        manifest: ModelManifest,
+        runner: EngineLoop,
+        *,
+        input_name: str | None = None,
+        margin_s: float = 0.5,
+        on_down: Literal["nan", "raise"] = "nan",
+    ) -> None:
+        if on_down not in ("nan", "raise"):
+            raise ValueError(f"on_down must be 'nan' or 'raise', got {on_down!r}")
+        pool = engine.tasks[task]
+        self.engine = engine
+        self.task = task
+        self.manifest = manifest
+        self.runner = runner
+        self.input_name = input_name or pool.members[0].backend.signature.inputs[0].name
+        self.margin_s = margin_s
+        self.on_down = on_down
+        self.last: InferenceResult | None = None
+        self.down_calls = 0
+        self._ref = manifest.ref
+        self._wait_s = pool.config.deadline_s + margin_s
+
+    @property
+    def ref(self) -> str:
+        """The model ref that answered the last call (the manifest's before any call)."""
+        return self._ref
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(features, dtype=np.float32)
+        if x.ndim == 1:
+            x = x[None, :]
+        try:
+            result = self.runner.run(
+                self.engine.infer(self.task, {self.input_name: x}), self._wait_s
+            )
+        except concurrent.futures.TimeoutError:
+            reason = f"the inference engine did not answer within {self._wait_s:.3g} s"
+            result = InferenceResult(self.task, None, reason)
+        self.last = result
+        if result.value is not None:
+            self._ref = result.model_ref or self._ref
+            return np.asarray(result.value, dtype=np.float64)
+        self.down_calls += 1
+        log.warning("task %s: no failure score for %d rows: %s", self.task, len(x), result.reason)
+        if self.on_down == "raise":
+            raise InferenceError(f"task {self.task}: {result.reason}")
+        return np.full(len(x), np.nan)
+
+    @classmethod
+    def from_registry(
+        cls,
+        registry: ModelRegistry,
+        model_id: str = FAILURE_MODEL_ID,
+        *,
+        replicas: int = 2,
+        config: TaskConfig | None = None,
+        extra: Sequence[Backend] = (),
+        task: str = "failure",
+        seed: int | None = 0,
+        on_down: Literal["nan", "raise"] = "nan",
+    ) -> EngineFailureModel:
+        """`replicas` in-process replicas of the promoted `model_id` (plus `extra` backends,
+        e.g. `RemoteBackend`s), probed with its golden set before this returns."""
+        manifest = registry.manifest(model_id)
+        backends: list[Backend] = [*onnx_replicas(registry, model_id, replicas), *extra]
+        engine = InferenceEngine(seed=seed)
+        engine.add_task(task, backends, config, golden=golden_set(registry, model_id))
+        runner = EngineLoop()
+        runner.run(engine.start())
+        return cls(engine, task, manifest, runner, on_down=on_down)
+
+    def apply(self, announcement: ModelAnnouncement, registry: ModelRegistry) -> bool:
+        """Serve the announced version (a hot swap, as `ModelRegistry.apply` does for a
+        `ModelHandle`): new in-process replicas of it, probed with its own golden set, replace
+        the pool's backends. False when it is another model or already served; raises
+        `TamperedArtifact` / `SchemaMismatch` / `InferenceError` and keeps the old version
+        when the new one is not the announced bytes, has other inputs or fails its probe."""
+        current = self.manifest
+        if announcement.model_id != current.model_id:
+            return False
+        if announcement.version == current.version and announcement.sha256 == current.sha256:
+            return False
+        manifest = registry.manifest(announcement.model_id, announcement.version)
+        if manifest.sha256 != announcement.sha256:
+            raise TamperedArtifact(
+                f"{manifest.ref}: announced sha256 {announcement.sha256[:12]} but the local "
+                f"artifact is {manifest.sha256[:12]}"
+            )
+        if manifest.inputs != current.inputs:
+            raise SchemaMismatch(f"cannot swap {current.ref} for {manifest.ref}: inputs differ")
+        replicas = sum(1 for m in self.engine.tasks[self.task].members)
+        backends = onnx_replicas(registry, manifest.model_id, replicas, version=manifest.version)
+        golden = golden_set(registry, manifest.model_id, manifest.version)
+        wait = self._wait_s + self.engine.tasks[self.task].config.probe_timeout_s + 5.0
+        self.runner.run(self.engine.replace(self.task, backends, golden=golden), wait)
+        self.manifest = manifest
+        self._ref = manifest.ref
+        return True
+
+    def close(self) -> None:
+        """Stop probing, close the backends, stop the loop thread."""
+        try:
+            self.runner.run(self.engine.close(), timeout=5.0)
+        finally:
+            self.runner.stop()

@@ -57,7 +57,8 @@ SCORE_ONE_READING = textwrap.dedent(
     seeded = seed_registry(root)
     scorer = Scorer(failure_model=load_promoted(root))
     reading = {"device_id": "dev-1", "ts": time.time() - 5, "seq": 0,
-               "metrics": {"temperature": 21.5, "vibration": 0.3}}
+               "metrics": {"temperature": 21.5, "humidity": 40.0, "pressure": 1013.0,
+                           "vibration": 0.3}}
     message = Inbound(b"dev-1", orjson.dumps(reading), "sensor-readings", 0, 0)
     result = ReadingPipeline(scorer).process([message], Store())
     print(json.dumps({

@@ -29,7 +29,9 @@ def test_tail_nines_is_continuous_and_exact_far_out() -> None:
     assert math.isfinite(tail_nines(1e6))
 
 
-@given(st.lists(st.floats(0.0, 1e12), min_size=2, max_size=50, unique=True))
+# no subnormals: once an ONNX session of the suite has set flush-to-zero on this thread,
+# hypothesis refuses to draw them (and no evidence is subnormal)
+@given(st.lists(st.floats(0.0, 1e12, allow_subnormal=False), min_size=2, max_size=50, unique=True))
 def test_scores_strictly_increase_with_the_evidence_below_one(evidence: list[float]) -> None:
     cal, s = _trained(np.abs(np.random.default_rng(0).normal(0.0, 1.0, 300)) * 2.0)
     # values 0.1 % apart (closer ones can share a float log1p: rounding, not saturation)

@@ -116,15 +116,16 @@ class SeasonalProfile:
         if dt < 0.0:
             return False  # out of order inside the grace: the bins are per time, skip it
         s[_LAST] = ts
+        # the statistics' EW rate for this reading's spacing, at least 1e-3 (fast sensors)
         a = dt / c.stats_tau_s
-        a = a if a < 1.0 else 1.0
+        a = 1.0 if a > 1.0 else (a if a > 1e-3 else 1e-3)
         rt = x - s[_MEAN]
         if len(s) == _HEADER:
             if ts - s[_FIRST] >= c.allocate_s:
                 s.extend([0.0] * (4 * _BINS))
             else:
                 if normal:
-                    s[_MEAN] += max(a, 1e-3) * rt
+                    s[_MEAN] += a * rt
                 return False
         b = _bin(ts)
         mean_i, count_i = _HEADER + b, _HEADER + 2 * _BINS + b
@@ -132,9 +133,8 @@ class SeasonalProfile:
         predicted = _predict(s, b)
         if predicted is not None:  # compare both residuals on readings the bins could predict
             rs = x - predicted
-            w = a if a > 1e-3 else 1e-3
-            s[_VSEA] += w * (rs * rs - s[_VSEA])
-            s[_VTOT] += w * (rt * rt - s[_VTOT])
+            s[_VSEA] += a * (rs * rs - s[_VSEA])
+            s[_VTOT] += a * (rt * rt - s[_VTOT])
             s[_NSEA] += 1.0
             if (
                 s[_MODE] <= 0.0
@@ -147,7 +147,7 @@ class SeasonalProfile:
         if normal or s[_MODE] <= 0.0:
             # before the profile is in use the detectors hold the daily step itself as an
             # anomaly; skipping those readings kept the 09:00 bins empty for ever
-            s[_MEAN] += max(a, 1e-3) * rt
+            s[_MEAN] += a * rt
             n = s[count_i] + 1.0
             s[count_i] = n
             rate = 1.0 / n if 1.0 / n > c.bin_alpha else c.bin_alpha

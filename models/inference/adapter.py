@@ -41,7 +41,6 @@ from edgeml.models.manifest import (
     ModelAnnouncement,
     ModelManifest,
     SchemaMismatch,
-    TamperedArtifact,
 )
 from edgeml.models.registry import FAILURE_MODEL_ID, ModelRegistry
 
@@ -170,16 +169,9 @@ class EngineFailureModel:
         `TamperedArtifact` / `SchemaMismatch` / `InferenceError` and keeps the old version
         when the new one is not the announced bytes, has other inputs or fails its probe."""
         current = self.manifest
-        if announcement.model_id != current.model_id:
+        manifest = registry.announced(announcement, current)
+        if manifest is None:
             return False
-        if announcement.version == current.version and announcement.sha256 == current.sha256:
-            return False
-        manifest = registry.manifest(announcement.model_id, announcement.version)
-        if manifest.sha256 != announcement.sha256:
-            raise TamperedArtifact(
-                f"{manifest.ref}: announced sha256 {announcement.sha256[:12]} but the local "
-                f"artifact is {manifest.sha256[:12]}"
-            )
         if manifest.inputs != current.inputs:
             raise SchemaMismatch(f"cannot swap {current.ref} for {manifest.ref}: inputs differ")
         replicas = sum(1 for m in self.engine.tasks[self.task].members)

@@ -202,22 +202,33 @@ class ModelRegistry:
         """The record to publish on `model-registry` for this version (None = promoted)."""
         return ModelAnnouncement.of(self.manifest(model_id, version))
 
-    def apply(self, announcement: ModelAnnouncement, handle: ModelHandle) -> bool:
-        """Swap `handle` to the announced version; False when it already serves it.
-
-        Raises `TamperedArtifact` when the local artifact is not the announced one.
-        """
-        current = handle.current.manifest
+    def announced(
+        self, announcement: ModelAnnouncement, current: ModelManifest
+    ) -> ModelManifest | None:
+        """The manifest an announcement asks whoever serves `current` to swap to; None when
+        it is another model or the version already served. Raises `TamperedArtifact` when the
+        local artifact is not the announced one."""
         if announcement.model_id != current.model_id:
-            return False
+            return None
         if announcement.sha256 == current.sha256 and announcement.version == current.version:
-            return False
+            return None
         manifest = self.manifest(announcement.model_id, announcement.version)
         if manifest.sha256 != announcement.sha256:
             raise TamperedArtifact(
                 f"{manifest.ref}: announced sha256 {announcement.sha256[:12]} but the local "
                 f"artifact is {manifest.sha256[:12]}"
             )
+        return manifest
+
+    def apply(self, announcement: ModelAnnouncement, handle: ModelHandle) -> bool:
+        """Swap `handle` to the announced version; False when it already serves it.
+
+        Raises `TamperedArtifact` when the local artifact is not the announced one.
+        """
+        current = handle.current.manifest
+        manifest = self.announced(announcement, current)
+        if manifest is None:
+            return False
         handle.swap(self.load(manifest.model_id, manifest.version, expected_inputs=current.inputs))
         return True
 

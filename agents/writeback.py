@@ -35,7 +35,8 @@ in every batch pays ≈ 13 µs per batch, not per reading; the changelog writes 
 per commit.)
 
 What a crash recovers. Faust's commit runs `on_commit_initiated` (the flush), picks the acked
-offsets, waits for the producer (changelog messages and site partials included), then commits.
+offsets, waits for the producer (changelog messages and site partials included; all of them only
+with `agents.delivery`'s buffer: Faust's own flush may return with messages left), then commits.
 A batch's events are acked after its `release()`. Hence, at any kill:
 
 - committed offsets are never ahead of the flushed state (as before): nothing is lost;

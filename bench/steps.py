@@ -95,8 +95,15 @@ def steps_command(env: BenchEnv | None, *, repeats: int = 3, quick: bool = False
     readings = list(sim.readings())
     now = time.time()
     limits = ValidationLimits()
-    scorer = Scorer(failure_model=load_promoted(SHIPPED_ROOT))
+    t0 = time.perf_counter()
+    scorer = Scorer(failure_model=load_promoted(SHIPPED_ROOT))  # compiled kernel (the default)
+    startup_s = time.perf_counter() - t0  # JIT warm-up included (numba cache warm or cold)
+    from edgeml.models.kernel import warm_seconds
+
+    warm_s = warm_seconds() or 0.0
     bare = Scorer()  # no failure model: the online one only
+    ref_scorer = Scorer(failure_model=scorer.failure_model, kernel="reference")
+    ref_bare = Scorer(kernel="reference")
     ids = [d.device_id for d in sim.devices]
     by_device: dict[str, list[Any]] = {d: [] for d in ids}
     for r in readings:
@@ -131,6 +138,9 @@ def steps_command(env: BenchEnv | None, *, repeats: int = 3, quick: bool = False
             lambda: sum(len(parse_message(m, now, limits).readings) for m in raw_batched), repeats
         ),
     )
+    from bench.decode import decode_rows  # parse/encode before and after (issue #12, item 2)
+
+    rows.update(decode_rows(raw_single, raw_batched, now, repeats))
 
     def features_single() -> int:
         st = states()
@@ -173,12 +183,18 @@ def steps_command(env: BenchEnv | None, *, repeats: int = 3, quick: bool = False
 
         return run
 
-    bare_s = _best_timed(score_single(bare, 1), repeats)
-    bare_b = _best_timed(score_batched(bare), repeats)
+    ref_s = _best_timed(score_single(ref_bare, 1), repeats)
+    ref_b = _best_timed(score_batched(ref_bare), repeats)
     row(
-        "online anomaly scoring + learn (scorer w/o ONNX - features)",
-        round(bare_s - feat_s, 2),
-        round(bare_b - feat_b, 2),
+        "online anomaly scoring + learn (reference scorer w/o ONNX - features)",
+        round(ref_s - feat_s, 2),
+        round(ref_b - feat_b, 2),
+    )
+    row("scorer w/o ONNX, reference (features + detectors + threshold + alerts)", ref_s, ref_b)
+    row(
+        "scorer w/o ONNX, compiled kernel (the same, models.kernel)",
+        _best_timed(score_single(bare, 1), repeats),
+        _best_timed(score_batched(bare), repeats),
     )
     model = scorer.failure_model
     if model is not None:
@@ -205,11 +221,12 @@ def steps_command(env: BenchEnv | None, *, repeats: int = 3, quick: bool = False
             "single": _best(predict(x500, calls // 50), repeats),
             "batched": float("nan"),
         }
-    row(
-        "Scorer.score_many as the worker calls it (single: 500 devices per call)",
-        _best_timed(score_single(scorer, 500), repeats),
-        _best_timed(score_batched(scorer), repeats),
-    )
+    for label, s in (("reference", ref_scorer), ("compiled", scorer)):
+        row(
+            f"Scorer.score_many as the worker calls it (single: 500 devices per call), {label}",
+            _best_timed(score_single(s, 500), repeats),
+            _best_timed(score_batched(s), repeats),
+        )
     st = states()
     blobs = [st[d].to_bytes() for d in ids]
 
@@ -254,12 +271,14 @@ def steps_command(env: BenchEnv | None, *, repeats: int = 3, quick: bool = False
         ),
     )
 
-    def pipeline(messages: list[bytes], per_batch: int, readings_n: int) -> Callable[[], int]:
+    def pipeline(
+        messages: list[bytes], per_batch: int, readings_n: int, s: Scorer = scorer
+    ) -> Callable[[], int]:
         def run() -> int:
             store = _DictStore()
             for d, b in warmed.items():
                 store.table[d] = b
-            p = ReadingPipeline(scorer, limits)
+            p = ReadingPipeline(s, limits)
             inbound = [Inbound(b"k", m, "t", 0, i) for i, m in enumerate(messages)]
             t0 = time.process_time()
             for i in range(0, len(inbound), per_batch):
@@ -268,15 +287,19 @@ def steps_command(env: BenchEnv | None, *, repeats: int = 3, quick: bool = False
 
         return run
 
-    row(
-        "ReadingPipeline.process end to end (500 messages per batch; state via to_bytes)",
-        _best_timed(pipeline(raw_single, 500, n), repeats),
-        _best_timed(pipeline(raw_batched, 5, n), repeats),
-    )
+    for label, s in (("reference", ref_scorer), ("compiled", scorer)):
+        row(
+            f"ReadingPipeline.process end to end (500 messages per batch; state via to_bytes), "
+            f"{label}",
+            _best_timed(pipeline(raw_single, 500, n, s), repeats),
+            _best_timed(pipeline(raw_batched, 5, n, s), repeats),
+        )
     if env is not None:
         produce = asyncio.run(_produce(env, quick=quick))
         rows.update(produce)
-    return {"versions": versions(), "devices": devices, "readings": n, "rows": rows}
+    kernel = {"startup_s": round(startup_s, 3), "warm_s": round(warm_s, 3)}
+    return {"versions": versions(), "devices": devices, "readings": n, "rows": rows,
+            "kernel": kernel}  # fmt: skip
 
 
 _setup_cpu = 0.0
@@ -352,9 +375,15 @@ def print_table(result: dict[str, Any]) -> None:
         f"steps: µs per reading (CPU, best of repeats), {result['devices']} devices, "
         f"{result['readings']:,} readings; single = 1 reading/message, batched = {BATCH}/message"
     )
-    emit(f"  {'step':<84} {'single':>9} {'batched':>9}")
+    emit(f"  {'step':<92} {'single':>9} {'batched':>9}")
     for name, v in result["rows"].items():
-        emit(f"  {name:<84} {v['single']:>9.2f} {v['batched']:>9.2f}")
+        emit(f"  {name:<92} {v['single']:>9.2f} {v['batched']:>9.2f}")
+    kernel = result.get("kernel")
+    if kernel:
+        emit(
+            f"  compiled kernel: Scorer construction {kernel['startup_s']:.2f} s, of which JIT "
+            f"warm-up {kernel['warm_s']:.2f} s (numba's cache: ~/.cache/edgeml-numba)"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

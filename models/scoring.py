@@ -39,7 +39,7 @@ from array import array
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, cast
 
 import numpy as np
 
@@ -59,6 +59,9 @@ from edgeml.models.scored import DeviceFailure, ScoredReading, ScoringFault
 from edgeml.models.seasonal import SeasonalConfig, SeasonalProfile
 from edgeml.models.state import DeviceState
 from edgeml.topics.records import AlertDriver, AnomalyAlert, MaintenanceEvent, SensorReading
+
+if TYPE_CHECKING:
+    from edgeml.models.kernel import KernelRunner
 
 __all__ = [
     "FAILURE_MODEL_ID",
@@ -127,6 +130,7 @@ class Scorer:
         failure_model: FailureModel | None = None,
         keep_failure_rows: bool = False,
         on_model_call: ModelCallHook | None = None,
+        kernel: Literal["compiled", "reference"] = "compiled",
     ) -> None:
         self.config = config or ScorerConfig()
         c = self.config
@@ -157,6 +161,27 @@ class Scorer:
         self._anomaly_ref = (
             ANOMALY_MODEL_REF if c.detector_mode == "residual" else f"{c.detector_mode}@river"
         )
+        if kernel not in ("compiled", "reference"):
+            raise ValueError(f"kernel must be 'compiled' or 'reference', got {kernel!r}")
+        # the compiled core (models.kernel) scores what the reference below would, equal to
+        # 1e-9; the shared HalfSpaceTrees (river objects) have no compiled form
+        self._kernel: KernelRunner | None = None
+        # a subclass that overrides a per-reading step (tests inject faults that way) is
+        # honoured: the kernel has those steps compiled in, so such a scorer is the reference
+        overridden = any(
+            getattr(type(self), name) is not getattr(Scorer, name)
+            for name in ("_score_device", "_score_one", "_after_silence", "_drivers")
+        )
+        if kernel == "compiled" and self.hst is None and not overridden:
+            from edgeml.models.kernel import KernelRunner, warm
+
+            self._kernel = KernelRunner(self)
+            warm()  # compiled (or loaded from numba's cache) at worker start, once per process
+
+    @property
+    def kernel(self) -> Literal["compiled", "reference"]:
+        """The scoring core this scorer actually runs (`compiled` may fall back, see above)."""
+        return "compiled" if self._kernel is not None else "reference"
 
     @property
     def model_ids(self) -> dict[str, str]:
@@ -199,8 +224,14 @@ class Scorer:
         out: list[ScoredReading] = []
         fresh: list[ScoredReading] = []
         rows: list[list[float]] = []
-        self._score_device(state, readings, out, fresh, rows)
-        self._fill_failure(fresh, rows)
+        if self._kernel is not None:
+            result = self._kernel.run([(state, readings)], fresh, rows)[0]
+            if isinstance(result, Exception):
+                raise result
+            out = result
+        else:
+            self._score_device(state, readings, out, fresh, rows)
+        self._fill_failure(fresh, rows, self._kernel.matrix if self._kernel else None)
         return out
 
     def score_many(
@@ -215,6 +246,10 @@ class Scorer:
         start = time.perf_counter() if on_call is not None else 0.0
         fresh: list[ScoredReading] = []
         rows: list[list[float]] = []
+        if self._kernel is not None:
+            for res in self._kernel.run(batch, fresh, rows):
+                results.append(res if isinstance(res, list) else DeviceFailure(res))
+            batch = ()  # scored: the reference loop below has nothing left
         for state, readings in batch:
             out: list[ScoredReading] = []
             done = len(fresh)
@@ -225,8 +260,8 @@ class Scorer:
                 results.append(DeviceFailure(exc))
                 continue
             results.append(out)
-        failure_s = self._fill_failure(fresh, rows)
-        if on_call is not None and batch:
+        failure_s = self._fill_failure(fresh, rows, self._kernel.matrix if self._kernel else None)
+        if on_call is not None and results:
             on_call(self._anomaly_ref, max(time.perf_counter() - start - failure_s, 0.0))
         return results
 
@@ -388,12 +423,16 @@ class Scorer:
             for z, m, f, v in ranked[: self.config.drivers]
         )
 
-    def _fill_failure(self, out: list[ScoredReading], rows: list[list[float]]) -> float:
+    def _fill_failure(
+        self, out: list[ScoredReading], rows: list[list[float]], matrix: np.ndarray | None = None
+    ) -> float:
         """Set each reading's failure probability; returns the seconds the failure-model call
-        took when it was timed (`on_model_call`), else 0.0."""
+        took when it was timed (`on_model_call`), else 0.0. `matrix`: the same rows as one
+        float64 array (the kernel's), converted without going through Python lists."""
         if not out:
             return 0.0
-        x = self.failure_inputs.matrix(rows)
+        # an (n, k) array is a sequence of rows to `matrix` (np.asarray), typed or not
+        x = self.failure_inputs.matrix(rows if matrix is None else cast(list[list[float]], matrix))
         prob = np.zeros(len(out))
         offline_w = 0.0
         failure_s = 0.0

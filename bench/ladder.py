@@ -22,7 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from bench.checker import Probe, drain_rate, readings_in, tally
@@ -38,7 +38,7 @@ from bench.common import (
     versions,
 )
 from bench.load import LoadSpec
-from bench.systems import VARIANTS, Variant, input_topic, output_topic, start
+from bench.systems import VARIANTS, Running, Variant, input_topic, output_topic, start
 
 __all__ = ["KINDS", "drain_once", "flat_ceiling", "main", "produce", "run_ladder", "run_load"]
 
@@ -124,13 +124,16 @@ def drain_once(
     readings: int,
     stall_s: float = 60.0,
     max_s: float | None = None,
+    starter: Callable[[], Running] | None = None,
+    output: str | None = None,
 ) -> dict[str, Any]:
     """Start `variant` on a pre-filled backlog, wait until it wrote one output per message
-    (or, with `max_s`, until it has been writing outputs for that long: quick runs)."""
-    out = output_topic(variant, prefix)
+    (or, with `max_s`, until it has been writing outputs for that long: quick runs).
+    `starter` and `output` run another system instead (the peers, `bench.peers`)."""
+    out = output or output_topic(variant, prefix)
     begin = probe.end(out)
     t0 = time.monotonic()
-    running = start(variant, env, prefix, app_id=app_id)
+    running = starter() if starter else start(variant, env, prefix, app_id=app_id)
     ready_s = time.monotonic() - t0
     cpu0 = sum(cpu_seconds(pid) for pid in running.pids)
     done = _wait_outputs(

@@ -127,6 +127,22 @@ def append_markdown(summary: dict[str, Any], details: dict[str, Any], command: s
                 + "."
             )
         lines.append("")
+    peers = details.get("peers") or {}
+    for kind, part in peers.get("kinds", {}).items():
+        lines += [
+            f"**Peers, {kind}** (`bench.peers`: {peers['devices']} devices x "
+            f"{peers['readings_per_device']} readings, interleaved with C on the same broker; "
+            "drain rate, median of rounds; C/peer = median of per-round ratios)",
+            "",
+            "| system | readings/s | CPU µs/reading | C/peer |",
+            "|---|---:|---:|---:|",
+        ]
+        for system, rate in part["rate"].items():
+            ratio = "" if system == "C" else _f(part["ratio"][system], 3)
+            lines.append(
+                f"| {system} | {_f(rate)} | {_f(part['cpu_us_per_reading'][system], 1)} | {ratio} |"
+            )
+        lines += ["", f"lost {part['lost']}, duplicates {part['duplicates']}.", ""]
     latency = details.get("latency")
     if latency:
         lines += [

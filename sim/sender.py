@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+import msgspec
 import orjson
 
 from edgeml.sim.malformed import MalformedRecord
@@ -71,7 +72,7 @@ class Outgoing:
     def encode(self, sent_at: float) -> bytes:
         if self.kind != "readings":
             return self.raw
-        wires = [replace(r, sent_at=sent_at).to_wire() for r in self.readings]
+        wires = [msgspec.structs.replace(r, sent_at=sent_at).to_wire() for r in self.readings]
         return orjson.dumps({"readings": wires} if self.envelope else wires[0])
 
 

@@ -19,12 +19,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import msgspec
+
 __all__ = [
     "SCHEMA_VERSION",
     "AlertDriver",
     "AnomalyAlert",
+    "ComparedRow",
     "DeadLetter",
     "MaintenanceEvent",
+    "ModelComparison",
     "Prediction",
     "SensorReading",
 ]
@@ -32,9 +36,13 @@ __all__ = [
 SCHEMA_VERSION = 1
 
 
-@dataclass(slots=True, frozen=True)
-class SensorReading:
-    """One validated reading of one device: any number of named numeric metrics."""
+class SensorReading(msgspec.Struct, frozen=True, gc=False):
+    """One validated reading of one device: any number of named numeric metrics.
+
+    A frozen msgspec struct rather than a frozen dataclass: one is made per reading on the hot
+    path, and the dataclass's `__init__` (an `object.__setattr__` per field) measured 1.6 µs
+    against 0.17 µs here. Copy with `msgspec.structs.replace`. Not tracked by the garbage
+    collector (`gc=False`): it holds strings, numbers and a dict of floats, never a cycle."""
 
     device_id: str
     ts: float
@@ -196,3 +204,74 @@ class DeadLetter:
         ]
         headers.extend((f"edgeml.{k}", v.encode()) for k, v in self.extra.items())
         return headers
+
+
+@dataclass(slots=True, frozen=True)
+class ComparedRow:
+    """One reading scored by the champion and, off the critical path, by the challenger
+    (`challenger` None when the challenger failed on this batch)."""
+
+    device_id: str
+    seq: int
+    ts: float
+    champion: float
+    challenger: float | None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "device_id": self.device_id,
+            "seq": self.seq,
+            "ts": self.ts,
+            "champion": self.champion,
+            "challenger": self.challenger,
+        }
+
+
+@dataclass(slots=True, frozen=True)
+class ModelComparison:
+    """One shadow-scored batch on `model-comparisons` (key = challenger ref): both models'
+    refs and call latencies (seconds, whole batch) and one row per reading.
+    `challenger_error` says why the challenger gave no scores (then `challenger_s` is how long
+    it took to fail)."""
+
+    champion: str
+    challenger: str
+    champion_s: float | None
+    challenger_s: float | None
+    scored_at: float
+    rows: tuple[ComparedRow, ...]
+    challenger_error: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "champion": self.champion,
+            "challenger": self.challenger,
+            "champion_s": self.champion_s,
+            "challenger_s": self.challenger_s,
+            "scored_at": self.scored_at,
+            "challenger_error": self.challenger_error,
+            "rows": [r.to_wire() for r in self.rows],
+        }
+
+    @classmethod
+    def from_wire(cls, wire: dict[str, Any]) -> ModelComparison:
+        """The record back from its wire dict; raises KeyError/TypeError/ValueError if malformed."""
+        rows = tuple(
+            ComparedRow(
+                device_id=str(r["device_id"]),
+                seq=int(r["seq"]),
+                ts=float(r["ts"]),
+                champion=float(r["champion"]),
+                challenger=None if r["challenger"] is None else float(r["challenger"]),
+            )
+            for r in wire["rows"]
+        )
+        return cls(
+            champion=str(wire["champion"]),
+            challenger=str(wire["challenger"]),
+            champion_s=None if wire.get("champion_s") is None else float(wire["champion_s"]),
+            challenger_s=None if wire.get("challenger_s") is None else float(wire["challenger_s"]),
+            scored_at=float(wire["scored_at"]),
+            rows=rows,
+            challenger_error=wire.get("challenger_error"),
+        )

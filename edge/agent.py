@@ -1,10 +1,13 @@
 """`EdgeAgent`: the edge agent's composition root and its main loop.
 
-Three concurrent parts on one event loop (one scoring thread, as the issue asks of a small box):
+Four concurrent parts on one event loop (one scoring thread, as the issue asks of a small box):
 
 1. scoring: source batches -> `BatchRunner` (score + one commit) -> local alerts;
 2. sync: `Forwarder` sends the outbox whenever the broker answers (woken after each commit);
-3. the local web server (`/health`, `/metrics`).
+3. the local web server (`/health`, `/metrics`);
+4. model updates (with a public key, while online): `follow_models` reads the platform's
+   announcements and signed bundles, `ModelUpdater` stages, swaps between batches, watches the
+   health window after every committed batch and rolls back (`edge.updates`).
 
 `until` says when `run` returns: `forever` (default: keep forwarding after a finite source
 ends; a daemon), `scored` (once the source is exhausted and committed), `synced` (once, in
@@ -21,12 +24,14 @@ import signal
 import sqlite3
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Literal
 
 from edgeml.edge.alerts import LocalAlerts
 from edgeml.edge.backoff import Backoff, RateLimiter
 from edgeml.edge.db import connect, get_meta
 from edgeml.edge.errors import EdgeConfigError, EdgeError
+from edgeml.edge.follow import follow_models
 from edgeml.edge.metrics import EdgeMetrics, render
 from edgeml.edge.outbox import Outbox
 from edgeml.edge.records import RecordOptions, edge_fields, model_version
@@ -36,11 +41,13 @@ from edgeml.edge.signing import UntrustedModel, verify_version
 from edgeml.edge.sources import MessageBatch, ThreadedSource
 from edgeml.edge.state import SqliteStateStore
 from edgeml.edge.sync import Forwarder, Producer
+from edgeml.edge.updates import ModelSlot, ModelUpdater
 from edgeml.edge.web import start_web
 from edgeml.models.pipeline import ReadingPipeline
+from edgeml.models.registry import ModelHandle
 from edgeml.models.scoring import FailureModel, Scorer
 from edgeml.models.validation import ValidationLimits
-from edgeml.topics.catalog import ALERTS, PREDICTIONS, READINGS
+from edgeml.topics.catalog import ALERTS, MODEL_REGISTRY, PREDICTIONS, READINGS
 
 __all__ = ["EdgeAgent", "Until", "load_failure_model"]
 
@@ -53,28 +60,42 @@ _LOGGED_REJECTIONS = 5  # per batch: bad input is logged, not allowed to flood t
 def load_failure_model(
     settings: EdgeSettings, metrics: EdgeMetrics | None = None
 ) -> FailureModel | None:
-    """The promoted failure model of the registry root (the shipped models by default), or
-    None (online model only) when the root has none or its model is refused.
+    """The failure model to start with, or None (online model only): the version promoted in
+    the device's own registry (`model_store`: the last update that passed its health window),
+    else the promoted one of the registry root (the shipped models by default).
 
-    With `model_public_key` set, the promoted version must carry a valid Ed25519 signature
+    With `model_public_key` set, the version must carry a valid Ed25519 signature
     (`edge.signing`); a version that is unsigned, badly signed, or whose bytes do not match its
     manifest (the registry's sha256 check) is refused with one ERROR line and counted in
-    `metrics.models_refused` by reason: the agent then scores with the online model rather
-    than stop (a device keeps detecting anomalies whatever came down the wire)."""
-    from edgeml.models.manifest import RegistryError, TamperedArtifact
-    from edgeml.models.registry import FAILURE_MODEL_ID, ModelRegistry
+    `metrics.models_refused` by reason, and the next root is tried: the agent scores with the
+    online model rather than stop (a device keeps detecting anomalies whatever came down the
+    wire)."""
     from edgeml.models.shipped import SHIPPED_ROOT
 
-    root = settings.registry_root or SHIPPED_ROOT
-    if not root.is_dir():
-        log.warning("no model registry at %s: failure risk from the online model only", root)
-        return None
     public_key = None
     if settings.model_public_key is not None:
         try:
             public_key = settings.model_public_key.read_bytes()
         except OSError as exc:
             raise EdgeConfigError(f"cannot read the model public key: {exc}") from None
+    roots = [settings.model_store_path(), settings.registry_root or SHIPPED_ROOT]
+    for root in roots:
+        model = _load_promoted(root, settings, public_key, metrics)
+        if model is not None:
+            return model
+    if not roots[-1].is_dir():
+        log.warning("no model registry at %s: failure risk from the online model only", roots[-1])
+    return None
+
+
+def _load_promoted(
+    root: Path, settings: EdgeSettings, public_key: bytes | None, metrics: EdgeMetrics | None
+) -> ModelHandle | None:
+    from edgeml.models.manifest import RegistryError, TamperedArtifact
+    from edgeml.models.registry import FAILURE_MODEL_ID, ModelRegistry
+
+    if not (root / FAILURE_MODEL_ID).is_dir():
+        return None
     registry = ModelRegistry(root, threads=settings.onnx_threads)
     version = registry.promoted_version(FAILURE_MODEL_ID)
     if version is None:
@@ -90,8 +111,8 @@ def load_failure_model(
     except RegistryError as exc:
         reason, error = "invalid", str(exc)
     log.error(
-        "refusing model %s@%s (%s): failure risk from the online model only",
-        FAILURE_MODEL_ID, version, error,
+        "refusing model %s@%s of %s (%s): not served",
+        FAILURE_MODEL_ID, version, root, error,
     )  # fmt: skip
     if metrics is not None:
         metrics.models_refused[reason] = metrics.models_refused.get(reason, 0) + 1
@@ -123,7 +144,19 @@ class EdgeAgent:
             if failure_model is not None
             else load_failure_model(settings, self.metrics)
         )
-        self.scorer = Scorer(failure_model=model)
+        # a registry model is served through a slot, so that updates can swap it between
+        # batches; without one (none trusted) the slot starts empty and the scorer gets it with
+        # the first update that passes its checks
+        self.slot: ModelSlot | None = None
+        if isinstance(model, ModelHandle):
+            self.slot = ModelSlot(model.current, settings.model_health_batches)
+        elif model is None:
+            self.slot = ModelSlot(None, settings.model_health_batches)
+        self.scorer = Scorer(
+            failure_model=self.slot if self.slot is not None and not self.slot.empty else model,
+            kernel=settings.scoring_kernel,
+        )
+        self.updater = self._updater()
         limits = ValidationLimits(
             max_message_bytes=settings.max_message_bytes, max_future_s=settings.max_future_s
         )
@@ -154,6 +187,40 @@ class EdgeAgent:
             chunk_rows=settings.sync_chunk_rows,
         )
         self.source_ended = False
+
+    def _updater(self) -> ModelUpdater | None:
+        s = self.settings
+        if self.slot is None or not s.model_updates or s.model_public_key is None:
+            return None  # updates are signed models only: no key, no updates
+        return ModelUpdater(
+            self.slot, s.model_store_path(), s.model_public_key.read_bytes(), self.conn,
+            self.metrics, inputs=tuple(self.scorer.failure_inputs.names), attach=self._attach,
+            window_batches=s.model_health_batches, max_drift=s.model_max_drift,
+            max_bad_fraction=s.model_max_bad_fraction, threads=s.onnx_threads,
+        )  # fmt: skip
+
+    def _attach(self, slot: ModelSlot | None) -> None:
+        self.scorer.failure_model = slot
+
+    def _follow_models(self, stop: asyncio.Event) -> Any:
+        assert self.updater is not None
+        s = self.settings
+        layout = s.topic_layout()
+        config = {
+            "bootstrap_servers": s.bootstrap_servers,
+            "client_id": f"edgeml-edge-{s.agent_id}-models",
+            "group_id": None,
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "max_partition_fetch_bytes": s.model_max_bundle_bytes,
+            "fetch_max_bytes": 2 * s.model_max_bundle_bytes,
+            "request_timeout_ms": s.request_timeout_ms,
+        }
+        return follow_models(
+            self.updater, config, layout.topic_name(MODEL_REGISTRY),
+            f"{s.topic_prefix}{s.model_artifacts_topic}", stop,
+            Backoff(s.backoff_initial_s, s.backoff_max_s),
+        )  # fmt: skip
 
     @property
     def model_version(self) -> str:
@@ -199,6 +266,11 @@ class EdgeAgent:
             if self.settings.sync_enabled
             else None
         )
+        follow = (
+            loop.create_task(self._follow_models(stop_sync), name="edge-models")
+            if self.settings.sync_enabled and self.updater is not None
+            else None
+        )
         log.info(
             "edge agent %s scoring with %s; outbox %s (%d rows waiting); broker %s",
             self.settings.agent_id, self.model_version, self.settings.db_path,
@@ -214,8 +286,9 @@ class EdgeAgent:
                 await stop.wait()
         finally:
             stop_sync.set()
-            if sync is not None:  # a round stuck on a dead broker is cut (its rows stay unsent)
-                _, pending = await asyncio.wait([sync], timeout=_SYNC_STOP_S)
+            tasks = [task for task in (sync, follow) if task is not None]
+            if tasks:  # a round stuck on a dead broker is cut (its rows stay unsent)
+                _, pending = await asyncio.wait(tasks, timeout=_SYNC_STOP_S)
                 for task in pending:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -263,6 +336,8 @@ class EdgeAgent:
                     await asyncio.wait_for(stop.wait(), delay)
                 if stop.is_set():
                     return False
+        if self.updater is not None:
+            self.updater.after_batch()  # the health window of a swapped-in model
         result = outcome.result
         self.metrics.batches += 1
         self.metrics.readings_scored += result.readings

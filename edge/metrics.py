@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 
 from edgeml.edge.outbox import DROP_REASONS, STREAMS, Outbox
 
-__all__ = ["EdgeMetrics", "render"]
+__all__ = ["REFUSE_REASONS", "EdgeMetrics", "render"]
+
+# why a model version is not served (`edge.updates`, `edge.agent.load_failure_model`)
+REFUSE_REASONS = ("unsigned", "bad_signature", "tampered", "invalid", "golden")
 
 
 @dataclass(slots=True)
@@ -33,6 +36,9 @@ class EdgeMetrics:
     webhook_failures: int = 0
     last_batch_at: float = 0.0
     models_refused: dict[str, int] = field(default_factory=dict)  # reason -> count
+    model_swaps: int = 0  # versions swapped in (health window started)
+    model_kept: int = 0  # ... that passed their health window
+    model_rollbacks: int = 0  # ... that failed it and were rolled back
     started_at: float = field(default_factory=time.time)
 
 
@@ -104,11 +110,16 @@ def render(
     metric("edgeml_edge_webhook_failures_total", "counter", "Alert webhook posts that failed.",
            [("", metrics.webhook_failures)])  # fmt: skip
     metric(
-        "edgeml_edge_models_refused_total", "counter",
-        "Model versions refused at load: unsigned, bad_signature, tampered, invalid.",
-        [(f'{{reason="{r}"}}', metrics.models_refused.get(r, 0))
-         for r in ("unsigned", "bad_signature", "tampered", "invalid")],
+        "edgeml_edge_model_refused_total", "counter",
+        "Model versions refused (at start or as updates): " + ", ".join(REFUSE_REASONS) + ".",
+        [(f'{{reason="{r}"}}', metrics.models_refused.get(r, 0)) for r in REFUSE_REASONS],
     )  # fmt: skip
+    metric("edgeml_edge_model_swaps_total", "counter", "Model updates swapped in.",
+           [("", metrics.model_swaps)])  # fmt: skip
+    metric("edgeml_edge_model_kept_total", "counter", "Swapped-in models that passed their "
+           "health window.", [("", metrics.model_kept)])  # fmt: skip
+    metric("edgeml_edge_model_rollbacks_total", "counter", "Swapped-in models rolled back "
+           "after failing their health window.", [("", metrics.model_rollbacks)])  # fmt: skip
     metric("edgeml_edge_uptime_seconds", "gauge", "Seconds since this process started.",
            [("", clock() - metrics.started_at)])  # fmt: skip
     return "\n".join(lines) + "\n"

@@ -46,10 +46,53 @@ class EdgeSettings(BaseSettings):
         "default: the models the package ships.",
     )
     onnx_threads: int = Field(default=1, ge=1, description="onnxruntime intra-op threads.")
+    scoring_kernel: Literal["compiled", "reference"] = Field(
+        default="compiled",
+        description="`compiled`: the numba scoring kernel (same scores; needs its one-off compile, "
+        "~20 s on a 2-core x86 box, cached on disk); `reference`: pure Python, numba never loaded "
+        "(less memory, no compile; slower on batches).",
+    )
     model_public_key: Path | None = Field(
         default=None,
         description="Ed25519 public key (PEM): when set, only a promoted model whose manifest it "
         "signed is loaded (`edge.signing`); others are refused and counted.",
+    )
+
+    # --- model updates (`edge.updates`, `edge.follow`) ---------------------------------------
+    model_updates: bool = Field(
+        default=True,
+        description="Follow the platform's model-registry topic while online and hot-swap to "
+        "announced versions (needs model_public_key: only signed models are taken).",
+    )
+    model_store: Path | None = Field(
+        default=None,
+        description="Where downloaded model versions are kept (a registry root the agent "
+        "writes); default: `models/` next to the database.",
+    )
+    model_artifacts_topic: str = Field(
+        default="model-artifacts",
+        min_length=1,
+        description="Compacted topic of model bundles, key model_id@version (with the prefix).",
+    )
+    model_health_batches: int = Field(
+        default=20, ge=1, description="Batches a swapped-in model is watched before it is kept."
+    )
+    model_max_drift: float = Field(
+        default=0.25,
+        gt=0,
+        le=1,
+        description="Roll back when the mean failure probability over the health window moves "
+        "more than this from the previous model's over its last window.",
+    )
+    model_max_bad_fraction: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="Roll back when more than this share of the window's rows failed "
+        "(the model raised, or returned NaN/inf): 0 = any failed row.",
+    )
+    model_max_bundle_bytes: int = Field(
+        default=8 * 2**20, ge=2**20, description="Largest model bundle fetched."
     )
 
     # --- Kafka (the platform's broker; unreachable is the normal case on a device) ------------
@@ -132,6 +175,10 @@ class EdgeSettings(BaseSettings):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError(f"webhook_url must start with http:// or https://, got {value!r}")
         return value
+
+    def model_store_path(self) -> Path:
+        """The registry root downloaded models go to (`model_store`, else next to the db)."""
+        return (self.model_store or self.db_path.parent / "models").expanduser().absolute()
 
     def outbox_limits(self) -> OutboxLimits:
         """The outbox's bounds and per-stream policies (`edge.outbox`)."""

@@ -17,6 +17,8 @@ from typing import Any
 
 import typer
 
+from edgeml.app.cli import edge_models
+
 __all__ = ["add_to"]
 
 _SOURCES = ("sim", "file", "stdin", "mqtt")
@@ -36,7 +38,7 @@ def add_to(cli: typer.Typer) -> None:
         help="The edge agent: offline scoring, outbox, sync.", no_args_is_help=True
     )
     cli.add_typer(edge_cli, name="edge")
-    _add_signing(edge_cli)
+    edge_models.add_to(edge_cli)
 
     @edge_cli.command("run")
     def run(
@@ -121,47 +123,6 @@ def add_to(cli: typer.Typer) -> None:
         agent = EdgeAgent(settings)
         code = asyncio.run(agent.run(messages, until))  # type: ignore[arg-type]
         raise typer.Exit(code)
-
-
-def _add_signing(edge_cli: typer.Typer) -> None:
-    @edge_cli.command("keygen")
-    def keygen(
-        out: Path = typer.Option(Path("."), "--out", "-o", help="Folder for the two PEM files."),  # noqa: B008
-    ) -> None:
-        """Make an Ed25519 key pair for model signatures: edge-signing.key (private, 0600, stays
-        where models are promoted) and edge-signing.pub (for EDGEML_EDGE_MODEL_PUBLIC_KEY)."""
-        import os
-
-        from edgeml.edge.signing import generate_keypair
-
-        private_path, public_path = out / "edge-signing.key", out / "edge-signing.pub"
-        for path in (private_path, public_path):
-            if path.exists():
-                raise typer.BadParameter(f"{path} exists; not overwritten", param_hint="--out")
-        private, public = generate_keypair()
-        out.mkdir(parents=True, exist_ok=True)
-        fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(private)
-        public_path.write_bytes(public)
-        typer.echo(f"wrote {private_path} and {public_path}")
-
-    @edge_cli.command("sign")
-    def sign(
-        version_dir: Path = typer.Argument(  # noqa: B008
-            ..., help="A registered version folder (its manifest.json)."
-        ),
-        key: Path = typer.Option(..., "--key", "-k", help="The private key (PEM)."),  # noqa: B008
-    ) -> None:
-        """Sign a model version for edge agents: writes manifest.json.sig next to its manifest
-        (the manifest holds the model's sha256, so this covers the model's bytes)."""
-        from edgeml.edge.signing import MANIFEST, sign_version
-
-        if not (version_dir / MANIFEST).is_file():
-            raise typer.BadParameter(f"{version_dir} has no {MANIFEST}", param_hint="VERSION_DIR")
-        if not key.is_file():
-            raise typer.BadParameter(f"{key} is not a readable file", param_hint="--key")
-        typer.echo(f"wrote {sign_version(version_dir, key.read_bytes())}")
 
 
 def _settings(cls: Any, overrides: dict[str, Any]) -> Any:

@@ -15,6 +15,7 @@ exactly what it counts, and an MQTT topic on a real mosquitto is a source.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sqlite3
@@ -34,8 +35,9 @@ from edgeml.models.stores import BytesStateStore
 from edgeml.sim.generator import SimConfig, simulate
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIG = SimConfig(devices=20, count=500, seed=11, warmup=60.0, incident_every=120.0)
-TOTAL = CONFIG.devices * CONFIG.count
+# R10 of issue #13: 20 devices; `edge_r10_count` readings each: 500 in CI (10,000 readings),
+# 2,500 with `make edge-r10` (the issue's 50,000)
+BASE_CONFIG = SimConfig(devices=20, count=500, seed=11, warmup=60.0, incident_every=120.0)
 CHUNK = 200
 MOSQUITTO = "/usr/sbin/mosquitto"  # Debian's package (.ci/run installs it)
 
@@ -65,11 +67,11 @@ def _kill_when(process: subprocess.Popen[bytes], ready: Callable[[], bool], log:
     assert process.wait(timeout=30) == -9
 
 
-def _reference() -> tuple[dict[tuple[str, int], tuple[float, float]], set[str]]:
+def _reference(config: SimConfig) -> tuple[dict[tuple[str, int], tuple[float, float]], set[str]]:
     """One uninterrupted in-memory run: (device, seq) -> (event ts, anomaly score), alert uids."""
     pipeline = ReadingPipeline(Scorer())
     store = BytesStateStore()
-    readings = [orjson.dumps(r.to_wire()) for r in simulate(CONFIG).readings()]
+    readings = [orjson.dumps(r.to_wire()) for r in simulate(config).readings()]
     scores: dict[tuple[str, int], tuple[float, float]] = {}
     alerts: set[str] = set()
     for i in range(0, len(readings), 100):
@@ -100,7 +102,10 @@ def test_offline_scoring_two_kills_and_sync_arrive_exactly_once_in_order(
     unique_id: str,
     tmp_path: Path,
     unused_tcp_port_factory: Callable[[], int],
+    edge_r10_count: int,
 ) -> None:
+    config = dataclasses.replace(BASE_CONFIG, count=edge_r10_count)
+    total = config.devices * config.count
     predictions_topic = topic_factory("predictions", 4)
     alerts_topic = topic_factory("anomaly-alerts", 4)
     db = tmp_path / "edge.db"
@@ -109,9 +114,9 @@ def test_offline_scoring_two_kills_and_sync_arrive_exactly_once_in_order(
     def args(bootstrap: str, until: str, *extra: str) -> list[str]:
         return [
             sys.executable, "-m", "edgeml.app", "edge", "run", "--source", "sim",
-            "--devices", str(CONFIG.devices), "--count", str(CONFIG.count),
-            "--seed", str(CONFIG.seed), "--warmup", str(CONFIG.warmup),
-            "--incident-every", str(CONFIG.incident_every), "--db", str(db),
+            "--devices", str(config.devices), "--count", str(config.count),
+            "--seed", str(config.seed), "--warmup", str(config.warmup),
+            "--incident-every", str(config.incident_every), "--db", str(db),
             "--bootstrap", bootstrap, "--topic-prefix", f"{unique_id}-",
             "--agent-id", "edge-box-1", "--web-port", "0", "--until", until, *extra,
         ]  # fmt: skip
@@ -131,9 +136,9 @@ def test_offline_scoring_two_kills_and_sync_arrive_exactly_once_in_order(
 
     # 1. offline, paced, kill -9 once a third is committed
     first, log1 = start(args(offline, "scored", "--rate", "3000"), "offline-1")
-    _kill_when(first, lambda: _counters(db).get("added:predictions", 0) >= TOTAL // 3, log1)
+    _kill_when(first, lambda: _counters(db).get("added:predictions", 0) >= total // 3, log1)
     committed = _counters(db)["added:predictions"]
-    assert committed < TOTAL
+    assert committed < total
 
     # 2. offline restart: resumes, finishes, alerts fire locally
     second, log2 = start(args(offline, "scored"), "offline-2")
@@ -145,23 +150,23 @@ def test_offline_scoring_two_kills_and_sync_arrive_exactly_once_in_order(
         for line in (tmp_path / f"{name}.out").read_text().splitlines()
     ]
     counters = _counters(db)
-    assert counters["added:predictions"] == TOTAL
+    assert counters["added:predictions"] == total
     assert not any(name.startswith("drop:") for name in counters), counters
     assert offline_alerts, "no local alert fired while offline"
 
     # 3. online with a bandwidth cap: kill -9 mid-sync
     third, log3 = start(args(kafka_bootstrap, "synced"), "online-1",
                         EDGEML_EDGE_SYNC_MAX_BYTES_PER_S="400000")  # fmt: skip
-    _kill_when(third, lambda: _counters(db).get("sent:predictions", 0) >= TOTAL // 3, log3)
-    assert _counters(db)["sent:predictions"] < TOTAL
+    _kill_when(third, lambda: _counters(db).get("sent:predictions", 0) >= total // 3, log3)
+    assert _counters(db)["sent:predictions"] < total
 
     # 4. online restart until the outbox is empty
     fourth, log4 = start(args(kafka_bootstrap, "synced"), "online-2")
     assert fourth.wait(timeout=300) == 0, log4.read_text()[-3000:]
     counters = _counters(db)
-    assert counters["sent:predictions"] == TOTAL  # marked once each: duplicates are Kafka-side
+    assert counters["sent:predictions"] == total  # marked once each: duplicates are Kafka-side
 
-    reference, reference_alerts = _reference()
+    reference, reference_alerts = _reference(config)
     seen: dict[str, dict[str, Any]] = {}
     order: dict[str, list[int]] = {}
     duplicates = 0
@@ -175,9 +180,9 @@ def test_offline_scoring_two_kills_and_sync_arrive_exactly_once_in_order(
             continue
         seen[uid] = record
         order.setdefault(record["device_id"], []).append(record["seq"])
-    assert len(seen) == TOTAL
+    assert len(seen) == total
     assert duplicates <= CHUNK  # at most the round in flight at the kill is sent again
-    assert order == {f"dev-{k + 1:04d}": list(range(CONFIG.count)) for k in range(CONFIG.devices)}
+    assert order == {f"dev-{k + 1:04d}": list(range(config.count)) for k in range(config.devices)}
     for record in seen.values():
         assert (record["origin"], record["agent_id"]) == ("edge", "edge-box-1")
         assert record["model_version"].startswith("failure-gbm@")

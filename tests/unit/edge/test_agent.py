@@ -131,3 +131,14 @@ def test_a_closed_stdout_does_not_stop_local_alerts() -> None:
     alerts.announce(alert, {"origin": "edge"})
     alerts.announce(alert, {"origin": "edge"})  # the second one is not printed, nor raises
     assert metrics.alerts_raised == 2 and alerts.out is None
+
+
+@pytest.mark.parametrize("kernel", ["compiled", "reference"])
+def test_the_scoring_kernel_is_the_settings_choice(tmp_path: Path, kernel: str) -> None:
+    settings = EdgeSettings(
+        db_path=tmp_path / "edge.db",
+        registry_root=tmp_path / "no-registry",
+        scoring_kernel=kernel,  # type: ignore[arg-type]
+    )
+    agent = EdgeAgent(settings, make_producer=lambda: FakeProducer(down=True))
+    assert agent.scorer.kernel == kernel

@@ -16,7 +16,7 @@ from edgeml.app.settings import Settings
 from edgeml.edge.agent import EdgeAgent
 from edgeml.edge.metrics import render
 from edgeml.edge.settings import EdgeSettings
-from edgeml.edge.signing import SIGNATURE, generate_keypair, sign_version
+from edgeml.edge.signing import SIGNATURE, UntrustedModel, generate_keypair, sign_version
 from edgeml.models.shipped import SHIPPED_ROOT
 
 VERSION = Path("failure-gbm") / "2"
@@ -113,5 +113,30 @@ def test_an_untrusted_model_is_refused_and_counted(
     assert agent.metrics.models_refused == {reason: 1}
     assert agent.model_version.startswith("residual-ensemble@")  # no failure model
     text = render(agent.metrics, agent.outbox, "a", agent.model_version)
-    assert f'edgeml_edge_models_refused_total{{reason="{reason}"}} 1' in text
+    assert f'edgeml_edge_model_refused_total{{reason="{reason}"}} 1' in text
     _scores_one(agent)  # it keeps scoring with the online model
+
+
+def test_sign_writes_the_golden_set_and_publish_refuses_an_unsigned_version(
+    tmp_path: Path,
+    registry: Path,
+    keys: tuple[Path, Path],
+    invoke_cli: Callable[..., tuple[int, str, str]],
+    settings_factory: Callable[..., Settings],
+) -> None:
+    from edgeml.edge.signing import GOLDEN, verify_version
+
+    private, public = keys
+    version = registry / "failure-gbm" / "1"
+    status, _, err = invoke_cli(settings_factory(), "edge", "publish", str(version))
+    assert status == 2 and "has no manifest.json.sig: sign it first" in err
+    assert len(err.strip().splitlines()) == 1
+    status, out, err = invoke_cli(
+        settings_factory(), "edge", "sign", str(version), "--key", str(private)
+    )
+    assert status == 0, err
+    assert f"wrote {version / GOLDEN}" in out
+    verify_version(version, public.read_bytes())
+    (version / GOLDEN).unlink()  # the signature covers the golden set: removing it is caught
+    with pytest.raises(UntrustedModel, match="bad signature"):
+        verify_version(version, public.read_bytes())

@@ -54,7 +54,16 @@ faults: $(STAMP) ## Fault scenarios R1-R4 of issue #9 at full size (own broker; 
 faults-ci: $(STAMP) ## The reduced fault run CI does (R1 one kill, R1d, R4 at 3,000 readings)
 	$(BIN)/pytest -q -p no:cacheprovider tests/integration/test_faults.py
 
+edge-r10: $(STAMP) ## Edge agent R10 of issue #13 at full size: 50,000 readings, 20 devices, kill -9 offline and mid-sync (own broker)
+	EDGEML_TEST_EDGE_R10_COUNT=2500 $(BIN)/pytest -q -p no:cacheprovider tests/integration/test_edge_agent.py -k offline_scoring
+
+openvino-venv: $(STAMP) ## The side venv with onnxruntime-openvino (.cache/venv-openvino, ~440 MB)
+	$(BIN)/python -m edgeml.infra.venvs openvino
+
+providers: openvino-venv ## Scores, node placement and latency per execution provider (CPU, OpenVINO)
+	PYTHONPATH=. .cache/venv-openvino/bin/python bench/providers.py --providers openvino
+
 clean: ## Remove caches and local state (not the Kafka download)
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install demo test test-unit lint format check broker-up broker-down bench faults faults-ci clean
+.PHONY: help install demo test test-unit lint format check broker-up broker-down bench faults faults-ci edge-r10 openvino-venv providers clean

@@ -1,6 +1,7 @@
 """The worker's one composition root: `build_worker(settings)` builds a fresh Faust app and
 every part wired into it (topics, tables, model registry, scorer, pipeline, publisher, metrics,
-observers, analytics, sensors, web views) and returns them together as a `Worker`.
+observers, analytics, sensors, web views, and with `failure_challenger` the challenger's shadow
+scorer) and returns them together as a `Worker`.
 
 `create_app(settings)` is `build_worker(settings).app`, for `faust -A edgeml.app.main worker` and
 the
@@ -15,11 +16,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faust
 
-from edgeml.agents import analytics, maintenance, model_updates, score
+from edgeml.agents import analytics, delivery, maintenance, model_updates, score
 from edgeml.agents.analytics import AnalyticsObserver, AnalyticsStores
 from edgeml.agents.publish import Publisher
 from edgeml.agents.recovery import hold_delivery_until_seeked
@@ -27,19 +28,24 @@ from edgeml.agents.score import BatchObserver, BatchProgress
 from edgeml.agents.state import device_states
 from edgeml.agents.writeback import CommitFlusher, KillAfterFlush, WriteBackTable, WriteStage
 from edgeml.app import lifecycle, observability
+from edgeml.app.errors import ConfigError
 from edgeml.app.lifecycle import AgentCrashSupervisor, life_of
 from edgeml.app.metrics import LagCollector, Metrics, guarded
 from edgeml.app.settings import Settings
 from edgeml.app.web.alerts import AlertFeed
 from edgeml.models.analytics import AnalyticsWindows
+from edgeml.models.manifest import ModelManifest, RegistryError
 from edgeml.models.pipeline import ReadingPipeline
-from edgeml.models.registry import FAILURE_MODEL_ID, ModelRegistry
-from edgeml.models.scoring import DeviceState, Scorer
+from edgeml.models.registry import FAILURE_MODEL_ID, ModelHandle, ModelRegistry
+from edgeml.models.scoring import DeviceState, FailureModel, Scorer
 from edgeml.models.shipped import seed_registry
 from edgeml.models.validation import ValidationLimits
 from edgeml.topics.analytics import AnalyticsTables, declare_analytics
-from edgeml.topics.catalog import MODEL_REGISTRY
-from edgeml.topics.declare import Tables, Topics, declare_tables, declare_topics
+from edgeml.topics.catalog import MODEL_COMPARISONS, MODEL_REGISTRY
+from edgeml.topics.declare import Tables, Topics, declare_tables, declare_topic, declare_topics
+
+if TYPE_CHECKING:
+    from edgeml.models.inference.shadow import ShadowScorer
 
 __all__ = ["Worker", "build_worker", "create_app"]
 
@@ -70,6 +76,7 @@ class Worker:
     flusher: CommitFlusher
     lag: LagCollector
     feed: AlertFeed
+    shadow: ShadowScorer | None = None  # the challenger's, with `Settings.failure_challenger`
 
 
 def _broker_credentials(settings: Settings) -> faust.auth.Credentials | None:
@@ -128,10 +135,110 @@ def _faust_app(settings: Settings) -> faust.App:
     return app
 
 
+def _failure_model(
+    app: faust.App, settings: Settings, registry: ModelRegistry, metrics: Metrics
+) -> FailureModel | None:
+    """The promoted failure model the Scorer serves: the registry's handle (one in-process
+    session), or, when configured (`Settings.failure_engine_enabled`), the inference engine's
+    pool behind the same interface, with its metrics on the worker's `/metrics` and closed
+    when the app shuts down. None without a promoted failure model."""
+    if not settings.failure_engine_enabled():
+        return registry.promoted_handle(FAILURE_MODEL_ID)
+    if registry.promoted_version(FAILURE_MODEL_ID) is None:
+        log.warning("no promoted %s in %s: failure risk from the online model only",
+                    FAILURE_MODEL_ID, registry.root)  # fmt: skip
+        return None
+    from edgeml.models.inference import EngineFailureModel
+
+    spec, config = settings.failure_pool()
+    model = EngineFailureModel.from_registry(registry, FAILURE_MODEL_ID, config=config, spec=spec)
+    metrics.observe_engine(model.engine)
+    log.info("failure task on the inference engine: %s", ", ".join(
+        m.backend.name for m in model.engine.tasks[model.task].members))  # fmt: skip
+
+    @app.on_before_shutdown.connect
+    async def close_engine(sender: Any, /, *args: Any, **kwargs: Any) -> None:
+        await asyncio.to_thread(model.close)  # joins the engine's loop thread: off the loop
+
+    return model
+
+
+def _challenger(settings: Settings, registry: ModelRegistry) -> ModelHandle | None:
+    """`Settings.failure_challenger`, loaded (None when unset) with the promoted failure
+    model's inputs, before anything else is started: a ref the registry cannot serve stops
+    start-up with one line (`ConfigError`), not with a worker that silently compares nothing."""
+    ref = settings.failure_challenger
+    if ref is None:
+        return None
+    model_id, _, version = ref.rpartition("@")
+    try:
+        champion = registry.manifest(FAILURE_MODEL_ID)  # the promoted version's
+        return registry.handle(model_id, version, expected_inputs=champion.inputs)
+    except RegistryError as exc:
+        raise ConfigError(f"failure_challenger {ref}: {exc}") from None
+
+
+class _RawChampion:
+    """The champion the shadow thread re-scores with when the failure task runs on the
+    inference engine: the served version in one in-process session, not the engine pool
+    (whose capacity, breakers and metrics are the live path's), following hot swaps."""
+
+    def __init__(self, served: Any, registry: ModelRegistry) -> None:
+        self._served = served  # an EngineFailureModel: `manifest` is the version it serves
+        self._registry = registry
+        self._handle = registry.handle(FAILURE_MODEL_ID, served.manifest.version)
+
+    def _current(self) -> ModelHandle:
+        manifest: ModelManifest = self._served.manifest
+        if manifest.ref != self._handle.ref:  # hot-swapped since: load it here, off the path
+            self._handle.swap(self._registry.load(manifest.model_id, manifest.version))
+        return self._handle
+
+    @property
+    def ref(self) -> str:
+        return self._current().ref
+
+    def predict(self, features: Any) -> Any:
+        return self._current().predict(features)
+
+
+def _shadow(
+    app: faust.App,
+    settings: Settings,
+    challenger: ModelHandle,
+    served: FailureModel | None,
+    registry: ModelRegistry,
+    metrics: Metrics,
+) -> tuple[ShadowScorer, BatchObserver]:
+    """The challenger's `ShadowScorer` (docs/inference.md "Shadow scoring") and the guarded
+    `score_readings` observer feeding it: its counters on `/metrics`, its comparisons published
+    to `model-comparisons`, its thread closed at shutdown. The champion it re-scores with is
+    the served handle itself (a hot swap shows). Imported here: `models.inference` costs a
+    worker without a challenger ~90 ms of start-up for nothing."""
+    from edgeml.agents import shadow
+    from edgeml.models.inference.shadow import ShadowScorer
+
+    if served is None:  # `_challenger` found a promoted version; the engine found none
+        raise ConfigError(f"failure_challenger {challenger.ref}: no champion to compare with")
+    champion = served if isinstance(served, ModelHandle) else _RawChampion(served, registry)
+    scorer = ShadowScorer(challenger, champion=champion)
+    metrics.observe_shadow(scorer)
+    shadow.register(app, scorer, declare_topic(app, settings.topic_layout(), MODEL_COMPARISONS))
+    log.info("shadow scoring: %s beside %s -> %s", challenger.ref, champion.ref,
+             settings.topic(MODEL_COMPARISONS.name))  # fmt: skip
+
+    @app.on_before_shutdown.connect
+    async def close_shadow(sender: Any, /, *args: Any, **kwargs: Any) -> None:
+        scorer.close()  # never blocks: a hung challenger keeps only its daemon thread
+
+    return scorer, guarded(shadow.observer(scorer), "shadow", metrics)
+
+
 def build_worker(settings: Settings) -> Worker:
     """Build a fresh worker: one app and every part of it, wired (see the module docstring)."""
     app = _faust_app(settings)
     hold_delivery_until_seeked(app)  # no input lost to the post-recovery seek (issue #9)
+    delivery.install(app)  # no offset commit ahead of the writes its flush buffered (issue #9)
     layout = settings.topic_layout()
     topics = declare_topics(app, layout)
     tables = declare_tables(app, layout)
@@ -145,9 +252,22 @@ def build_worker(settings: Settings) -> Worker:
         seed_registry(settings.registry_root)
     registry = ModelRegistry(settings.registry_root, threads=settings.onnx_threads)
     metrics = Metrics(settings.app_id)
+    challenger = _challenger(settings, registry)  # checked before the engine starts
+    failure_model = _failure_model(app, settings, registry, metrics)
+    shadow_scorer: ShadowScorer | None = None
+    shadowing: tuple[BatchObserver, ...] = ()
+    if challenger is not None:
+        shadow_scorer, observe = _shadow(
+            app, settings, challenger, failure_model, registry, metrics
+        )
+        shadowing = (observe,)
     scorer = Scorer(
-        failure_model=registry.promoted_handle(FAILURE_MODEL_ID),
+        failure_model=failure_model,
+        # the feature rows the challenger scores; kept only when one is configured (a list
+        # per reading otherwise dropped)
+        keep_failure_rows=shadow_scorer is not None,
         on_model_call=metrics.observe_model,
+        kernel=settings.scoring_kernel,  # compiled: JIT warm-up here, at worker start
     )
     pipeline = ReadingPipeline(scorer, limits)
     publisher = Publisher(app, topics)
@@ -170,10 +290,12 @@ def build_worker(settings: Settings) -> Worker:
     stage = WriteStage.of(app)
     if settings.fault_kill_after_flush:
         app.sensors.add(KillAfterFlush(stage, settings.fault_kill_after_flush))
-    # The analytics observer is guarded: a failure there is counted and logged, never stops
-    # scoring. `hold_batch` must stay last: it holds every write the batch made (state,
-    # analytics, site partials) until `score_readings` releases it once its outputs are acked.
-    observers = (guarded(observer, "analytics", metrics), metrics.observe_batch, stage.hold_batch)
+    # The analytics and shadow observers are guarded: a failure there is counted and logged,
+    # never stops scoring. `hold_batch` must stay last: it holds every write the batch made
+    # (state, analytics, site partials) until `score_readings` releases it once its outputs
+    # are acked. The shadow observer only copies rows into a bounded queue (never blocks).
+    observers = (guarded(observer, "analytics", metrics), metrics.observe_batch, *shadowing,
+                 stage.hold_batch)  # fmt: skip
     score.register(
         app, topics.readings, pipeline, publisher, states, progress, observers,
         batch_max=settings.batch_max, batch_within_s=settings.batch_within_s,
@@ -208,7 +330,7 @@ def build_worker(settings: Settings) -> Worker:
         registry=registry, scorer=scorer, pipeline=pipeline, publisher=publisher,
         states=states, progress=progress, metrics=metrics, windows=windows, stores=stores,
         analytics=observer, observers=observers, flusher=flusher, lag=watch.lag,
-        feed=watch.feed,
+        feed=watch.feed, shadow=shadow_scorer,
     )  # fmt: skip
 
 

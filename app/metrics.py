@@ -8,6 +8,11 @@ Scorer's `on_model_call` hook (`Metrics.observe_model`: each failure-model call,
 each `score_many` call as the anomaly model); consumer lag is computed from the consumer's
 positions when Prometheus scrapes.
 
+When the failure task runs on the inference engine, `observe_engine` adds the engine's own
+metric set (`edgeml_inference_*`, `app.serve_metrics`) to the same registry; with a challenger
+(`Settings.failure_challenger`), `observe_shadow` adds its counters (`edgeml_shadow_*`). ONNX
+Runtime execution-provider fallbacks (`edgeml_provider_fallbacks`) are always exported.
+
 Every name exported here is what `infra/prometheus/rules.yml` and the Grafana dashboards use
 (a test checks that).
 """
@@ -20,7 +25,7 @@ import time
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faust
 import numpy as np
@@ -36,8 +41,14 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
+from edgeml.app.model_metrics import ProviderFallbacks, ShadowCollector
 from edgeml.models.pipeline import BatchResult
 from edgeml.models.scoring import ScoredReading
+
+if TYPE_CHECKING:
+    from edgeml.app.serve_metrics import EngineMetrics
+    from edgeml.models.inference import InferenceEngine
+    from edgeml.models.inference.shadow import ShadowScorer
 
 __all__ = [
     "CONTENT_TYPE",
@@ -288,12 +299,31 @@ class Metrics:
             MODEL_BUCKETS, ["model", "version"], registry=registry,
         )  # fmt: skip
         self.model_latency = ModelLatency()
+        registry.register(ProviderFallbacks())
+        self.engine: EngineMetrics | None = None  # `observe_engine`
+        self.shadow: ShadowCollector | None = None  # `observe_shadow`
         self._topic_children: dict[str, tuple[Any, Any]] = {}
 
     def add_lag(self, app: faust.App, topics: Callable[[], set[str]]) -> LagCollector:
         collector = LagCollector(app, topics)
         self.registry.register(collector)
         return collector
+
+    def observe_engine(self, engine: InferenceEngine) -> EngineMetrics:
+        """Export an inference engine's metrics here too (`app.serve_metrics`: per backend
+        latency, calls by outcome, failovers, breaker state, health, in flight, task ready):
+        the worker's failure task when it runs on the engine (`app.factory`)."""
+        from edgeml.app.serve_metrics import EngineMetrics
+
+        self.engine = EngineMetrics(engine, registry=self.registry)
+        return self.engine
+
+    def observe_shadow(self, shadow: ShadowScorer) -> ShadowCollector:
+        """Export a challenger's shadow scoring counters here (`app.factory`, when
+        `Settings.failure_challenger` is set)."""
+        self.shadow = ShadowCollector(shadow)
+        self.registry.register(self.shadow)
+        return self.shadow
 
     def observe_model(self, ref: str, seconds: float) -> None:
         self.model_inference.observe(seconds, *split_ref(ref))

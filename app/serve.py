@@ -180,8 +180,7 @@ class OipServer:
             inputs = _conform(decoded.inputs, model.signature)
         except ValueError as exc:  # TensorError, or a header that is not a number
             return _error(f"{model.name}: {exc}", 400)
-        result = await self.engine.infer(model.task, inputs)
-        self.metrics.observe_result(result)
+        result = await self.engine.infer(model.task, inputs)  # metrics: the engine's hooks
         if result.value is None:
             return _error(f"{model.name}: {result.reason}", 503)
         try:

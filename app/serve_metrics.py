@@ -1,14 +1,18 @@
-"""Prometheus metrics of an inference engine (`edgeml serve`'s `GET /metrics`).
+"""Prometheus metrics of an inference engine (`edgeml serve`'s `GET /metrics`, and the
+worker's when its failure task runs on the engine: `app.factory`).
 
 Counters and the latency histogram are fed by the engine's `on_call` hook (one observation
-per backend call) and by the server per request; breaker state, health and in-flight calls
-are read from the engine when Prometheus scrapes (a custom collector), so they are never stale
-and cost nothing between scrapes. Own `CollectorRegistry`: a process that also runs a worker
-keeps its metric set apart.
+per backend call) and `on_result` hook (one per request); breaker state, health and in-flight
+calls are read from the engine when Prometheus scrapes (a custom collector), so they are never
+stale and cost nothing between scrapes. `edgeml serve` gives it its own `CollectorRegistry`;
+the worker passes its own registry, so one `/metrics` serves both metric sets. The hooks run
+on the engine's loop thread (`EngineLoop`) in a worker: prometheus_client's counters and
+histograms take a lock per update, and the collector only reads.
 
     edgeml_inference_backend_seconds{task,backend,model}        histogram of call latency
     edgeml_inference_backend_calls_total{task,backend,model,outcome}   ok | error | timeout
     edgeml_inference_requests_total{task,outcome}              ok | failover | down
+    edgeml_inference_failovers_total{task,backend}             failed calls another answered
     edgeml_inference_breaker_state{task,backend}               0 closed, 1 half-open, 2 open
     edgeml_inference_backend_healthy{task,backend}             1 / 0
     edgeml_inference_backend_in_flight{task,backend}
@@ -65,8 +69,8 @@ class _EngineState(Collector):
 class EngineMetrics:
     """The metric set of one engine; `observe_call` is its `on_call` hook."""
 
-    def __init__(self, engine: InferenceEngine) -> None:
-        self.registry = CollectorRegistry()
+    def __init__(self, engine: InferenceEngine, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
         self.latency = Histogram(
             "edgeml_inference_backend_seconds",
             "Backend call latency (failed calls included).",
@@ -86,8 +90,15 @@ class EngineMetrics:
             ["task", "outcome"],
             registry=self.registry,
         )
+        self.failovers = Counter(
+            "edgeml_inference_failovers",
+            "Failed calls to a backend whose request another backend then answered.",
+            ["task", "backend"],
+            registry=self.registry,
+        )
         self.registry.register(_EngineState(engine))
         engine.on_call = self.observe_call
+        engine.on_result = self.observe_result
 
     def observe_call(self, task: str, call: BackendCall) -> None:
         self.latency.labels(task, call.backend, call.model_ref).observe(call.seconds)
@@ -96,6 +107,10 @@ class EngineMetrics:
     def observe_result(self, result: InferenceResult) -> None:
         outcome = "down" if not result.ok else "failover" if result.failovers else "ok"
         self.requests.labels(result.task, outcome).inc()
+        if result.ok:
+            for call in result.calls:
+                if not call.ok:
+                    self.failovers.labels(result.task, call.backend).inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     import ssl
 
     from edgeml.models.analytics import AnalyticsWindows
+    from edgeml.models.inference import TaskConfig
+    from edgeml.models.inference.pool import PoolSpec
     from edgeml.topics.layout import TopicLayout
 
 __all__ = ["Settings"]
@@ -38,6 +40,23 @@ def _under_home(*parts: str) -> Callable[[dict[str, Any]], Path]:
         return Path(data.get("home") or Path.cwd()).joinpath(*parts)
 
     return default
+
+
+def _weights(text: str) -> dict[str, float]:
+    """'a=2,b=0.5' -> {'a': 2.0, 'b': 0.5} (EDGEML_FAILURE_WEIGHTS)."""
+    weights: dict[str, float] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        name, sep, value = item.rpartition("=")
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = -1.0
+        if not sep or not name or not weight >= 0:
+            raise ValueError(f"weight {item!r} is not name=number (number >= 0)")
+        weights[name.strip()] = weight
+    return weights
 
 
 class Settings(BaseSettings):
@@ -84,6 +103,10 @@ class Settings(BaseSettings):
 
     # --- pipeline ----------------------------------------------------------------------------
     batch_max: int = Field(default=500, ge=1, description="Most messages scored in one batch.")
+    scoring_kernel: Literal["compiled", "reference"] = Field(
+        default="compiled",
+        description="Scoring core: numba-compiled (models.kernel) or the pure-Python reference.",
+    )
     batch_within_s: float = Field(
         default=0.005, gt=0, description="Longest wait to fill a batch (adds to latency)."
     )
@@ -141,6 +164,52 @@ class Settings(BaseSettings):
         "batch waiting on an unreachable broker is not stuck.",
     )
 
+    # --- the failure task on the inference engine (`models.inference`, docs/inference.md) -----
+    failure_engine: bool = Field(
+        default=False,
+        description="Serve the failure model through the inference engine (a pool with "
+        "golden-set probes, breakers, failover within failure_timeout_s); on by itself when "
+        "failure_remote is set. Off: one in-process session, as before.",
+    )
+    failure_replicas: int = Field(
+        default=1, ge=0, le=16, description="In-process ONNX replicas, each on its own thread."
+    )
+    failure_remote: str = Field(
+        default="",
+        description="Comma-separated base URLs of Open Inference Protocol v2 servers serving "
+        "the failure model (`edgeml serve`, Triton, KServe); web_token is sent to them.",
+    )
+    failure_remote_model: str = Field(default="failure", description="Its name on them.")
+    failure_strategy: Literal[
+        "lowest_latency", "best_quality", "least_loaded", "weighted", "route"
+    ] = "lowest_latency"
+    failure_weights: str = Field(
+        default="", description="weighted strategy / aggregation: 'backend-or-ref=w,...'."
+    )
+    failure_aggregation: Literal["none", "mean", "max", "vote"] = Field(
+        default="none", description="none: first answer wins; else fan out and combine."
+    )
+    failure_fanout: int = Field(default=0, ge=0, description="Backends per call; 0 = all.")
+    failure_timeout_s: float = Field(
+        default=0.5, gt=0, le=5.0, description="Per backend call, then fail over."
+    )
+    failure_deadline_s: float = Field(
+        default=2.0, gt=0, le=30.0, description="Per batch, failovers included."
+    )
+    failure_probe_interval_s: float = Field(
+        default=5.0, ge=0, description="Golden-set probes of every backend; 0 = at start only."
+    )
+    failure_breaker_failures: int = Field(default=3, ge=1, description="Failures to open.")
+    failure_breaker_cooldown_s: float = Field(
+        default=5.0, ge=0, description="Open this long, then one trial call."
+    )
+    failure_challenger: str | None = Field(
+        default=None,
+        description="Shadow scoring: a registry ref ('failure-gbm@1') scored beside the "
+        "promoted failure model on every batch, off the critical path; comparisons go to "
+        "`model-comparisons` (`edgeml models compare --from-topic`). Unset: no shadow, no cost.",
+    )
+
     # --- worker lifecycle (`app.lifecycle`) --------------------------------------------------
     worker_name: str | None = Field(
         default=None,
@@ -186,6 +255,11 @@ class Settings(BaseSettings):
         description="Test hook, 0 = off: SIGKILL the worker after its Nth commit flush that "
         "wrote state, before that commit's offsets are committed (`agents.writeback`).",
     )
+    fault_failure_backends: str = Field(
+        default="",
+        description="Test hook, '' = off: extra failure-task backends that fail, "
+        "comma-separated raise | hang | corrupt (`models.inference.pool`); implies the engine.",
+    )
 
     # --- local broker (`edgeml broker`) -------------------------------------------------------
     broker_port: int = Field(default=9092, ge=1, le=65535)
@@ -212,6 +286,17 @@ class Settings(BaseSettings):
             raise ValueError(f"store must start with rocksdb:// or memory://, got {value!r}")
         return value
 
+    @field_validator("failure_challenger")
+    @classmethod
+    def _challenger_ref(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        model, sep, version = value.strip().rpartition("@")
+        if not sep or not model or not version:
+            raise ValueError(f"failure_challenger must be a registry ref 'model-id@version' "
+                             f"(e.g. failure-gbm@1), got {value!r}")  # fmt: skip
+        return f"{model}@{version}"
+
     @model_validator(mode="after")
     def _valid_security(self) -> Settings:
         from edgeml.app.security import check_security
@@ -226,6 +311,57 @@ class Settings(BaseSettings):
         except ValueError as exc:
             raise ValueError(f"analytics_* settings: {exc}") from None
         return self
+
+    @model_validator(mode="after")
+    def _valid_failure_pool(self) -> Settings:
+        if self.failure_engine_enabled():
+            try:
+                self.failure_pool()
+            except ValueError as exc:
+                raise ValueError(f"failure_* settings: {exc}") from None
+        return self
+
+    def failure_engine_enabled(self) -> bool:
+        """Whether the failure task runs on the inference engine (`failure_engine`, or a
+        remote backend or fault drill configured)."""
+        return self.failure_engine or bool(self.failure_remote or self.fault_failure_backends)
+
+    def failure_pool(self) -> tuple[PoolSpec, TaskConfig]:
+        """The failure task's pool and serving configuration (`models.inference`)."""
+        from edgeml.models.inference import Aggregation, BreakerConfig, TaskConfig, strategy_named
+        from edgeml.models.inference.pool import PoolSpec
+
+        weights = _weights(self.failure_weights)
+        strategy = self.failure_strategy
+        spec = PoolSpec(
+            replicas=self.failure_replicas,
+            remote=tuple(u.strip() for u in self.failure_remote.split(",") if u.strip()),
+            remote_model=self.failure_remote_model,
+            token=self.web_token.get_secret_value() if self.web_token else None,
+            remote_timeout_s=max(self.failure_timeout_s, 1.0),
+            drills=tuple(d.strip() for d in self.fault_failure_backends.split(",") if d.strip()),
+            scratch=self.data_dir,
+        )
+        aggregation = (
+            None
+            if self.failure_aggregation == "none"
+            else Aggregation(self.failure_aggregation, weights=weights)
+        )
+        if self.failure_deadline_s < self.failure_timeout_s:
+            raise ValueError("failure_deadline_s must be >= failure_timeout_s")
+        config = TaskConfig(
+            strategy=strategy_named(strategy, weights=weights if strategy == "weighted" else None),
+            timeout_s=self.failure_timeout_s,
+            deadline_s=self.failure_deadline_s,
+            aggregation=aggregation,
+            fanout=self.failure_fanout,
+            probe_interval_s=self.failure_probe_interval_s,
+            probe_timeout_s=max(self.failure_timeout_s, 1.0),
+            breaker=BreakerConfig(
+                failures=self.failure_breaker_failures, cooldown_s=self.failure_breaker_cooldown_s
+            ),
+        )
+        return spec, config
 
     def analytics_windows(self) -> AnalyticsWindows:
         """The analytics window layout (`models.analytics.AnalyticsWindows`)."""

@@ -1,11 +1,12 @@
 """`python -m bench` (= `make bench`): every benchmark, then one line of JSON with the summary.
 
-    python -m bench [--quick] [--only ladder,latency,scaling,memory,steps] [--no-docs]
+    python -m bench [--quick] [--only ladder,latency,scaling,memory,steps,edge] [--no-docs]
 
 Order: per-step costs, the ceiling ladder (single-reading and batched messages), latency at
-fixed rates (plus 50 % of C's ceiling), scaling, memory. Appends a section to
-docs/benchmarks.md and writes docs/img/latency.png unless `--no-docs`. Needs a running broker
-(`make broker-up`). About 15 minutes in full on 2 cores, under 3 with `--quick`.
+fixed rates (plus 50 % of C's ceiling), scaling, memory, the edge agent on one core
+(`bench.edge`). Appends a section to docs/benchmarks.md and writes docs/img/latency.png unless
+`--no-docs`. Needs a running broker (`make broker-up`). About 15 minutes in full on 2 cores,
+under 3 with `--quick`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 from bench.common import add_options, emit, env_from_args, print_json, versions
 
-PARTS = ("steps", "ladder", "latency", "scaling", "memory")
+PARTS = ("steps", "ladder", "peers", "latency", "scaling", "memory", "edge")
 
 
 REQUIRED = (
@@ -36,6 +37,9 @@ REQUIRED = (
     "p99_ms_at_2000",
     "rss_growth_pct",
     "state_bytes_per_device",
+    "peer_bytewax_ratio",
+    "peer_quix_mem_ratio",
+    "peer_quix_rocksdb_ratio",
 )
 
 
@@ -72,6 +76,11 @@ def summarize(details: dict[str, Any], elapsed: float, quick: bool) -> dict[str,
         summary["ladder_duplicates"] = sum(
             p["duplicates"] for p in ladder.values() if isinstance(p, dict)
         )
+    peers = details.get("peers")  # C over each peer, same run, interleaved (bench.peers)
+    if peers:
+        for key in ("peer_bytewax_ratio", "peer_quix_mem_ratio", "peer_quix_rocksdb_ratio"):
+            summary[key] = peers[key]
+        summary["peer_rates"] = {kind: d["rate"] for kind, d in peers["kinds"].items()}
     latency = details.get("latency")
     if latency:
         summary["p50_ms_at_2000"] = latency.get("p50_ms_at_2000", nan)
@@ -110,7 +119,9 @@ def summarize(details: dict[str, Any], elapsed: float, quick: bool) -> dict[str,
             "validation": "validation (parse_message)",
             "features": "feature update (FeatureExtractor.update)",
             "pipeline": "ReadingPipeline.process end to end (500 messages per batch; "
-            "state via to_bytes)",
+            "state via to_bytes), compiled",
+            "pipeline_reference": "ReadingPipeline.process end to end (500 messages per "
+            "batch; state via to_bytes), reference",
         }
         summary["step_us"] = {k: rows[v] for k, v in pick.items() if v in rows}
     summary |= {"nproc": os.cpu_count(), "quick": quick, "elapsed_s": round(elapsed, 1)}
@@ -198,6 +209,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             finally:
                 probe.close()
         details["ladder"] = {k: v for k, v in ladder.items() if k in ("single", "batched")}
+    if "peers" in parts:
+        from bench.peers import peers_command, print_peers
+
+        details["peers"] = peers_command(env)
+        print_peers(details["peers"])
     if "latency" in parts:
         from bench.latency import latency_command
 
@@ -212,6 +228,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench.memory import memory_command
 
         details["memory"] = memory_command(env, readings=args.readings, devices=args.devices)
+    if "edge" in parts:  # the edge agent on one core (`python -m bench.edge`)
+        from bench.edge import run as edge_run
+
+        details["edge"] = edge_run(env.bootstrap, count=500 if env.quick else 2500)
     summary = summarize(details, time.monotonic() - began, env.quick)
     if not args.no_docs:
         from bench.report import append_markdown, plot_latency

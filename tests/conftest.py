@@ -52,6 +52,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 NO_BROKER = "127.0.0.1:9"  # the discard port: nothing serves Kafka there
+ENV_EDGE_R10_COUNT = "EDGEML_TEST_EDGE_R10_COUNT"
+
+
+@pytest.fixture(scope="session")
+def edge_r10_count() -> int:
+    """Readings per device (20 devices) of the edge agent's R10 run in
+    tests/integration/test_edge_agent.py: 500 by default (CI: 10,000 readings); `make edge-r10`
+    sets `EDGEML_TEST_EDGE_R10_COUNT=2500`, the issue's 50,000."""
+    return int(os.environ.get(ENV_EDGE_R10_COUNT, "500"))
 
 
 @pytest.fixture(autouse=True)
@@ -71,6 +80,7 @@ def kafka_bootstrap(
     tmp_path_factory: pytest.TempPathFactory, unused_tcp_port_factory: Callable[[], int]
 ) -> Iterator[str]:
     """`host:port` of a Kafka broker for the whole session (see the module docstring)."""
+    _warm_kernel()
     external = os.environ.get(ENV_BOOTSTRAP, "").strip()
     if external:
         yield external
@@ -78,6 +88,16 @@ def kafka_bootstrap(
         yield from _docker_broker()
     else:
         yield from _local_broker(tmp_path_factory.mktemp("kafka"), unused_tcp_port_factory)
+
+
+def _warm_kernel() -> None:
+    """Compile the scoring kernel here once, into numba's on-disk cache, before any test starts
+    a worker: a cold compile takes ~20 s (more on a busy box), which a worker start would pay
+    inside its readiness timeout; with the cache written each worker loads it in ~0.4 s."""
+    from edgeml.models.kernel import warm
+
+    seconds = warm()
+    sys.stderr.write(f"\n[conftest] scoring kernel compiled or loaded in {seconds:.1f} s\n")
 
 
 def _local_broker(home: Path, free_port: Callable[[], int]) -> Iterator[str]:

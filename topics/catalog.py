@@ -21,6 +21,7 @@ __all__ = [
     "GROUND_TRUTH",
     "LATE",
     "MAINTENANCE",
+    "MODEL_COMPARISONS",
     "MODEL_REGISTRY",
     "PREDICTIONS",
     "READINGS",
@@ -101,6 +102,12 @@ MODEL_REGISTRY = TopicSpec(
     partitions=1,
     config={"cleanup.policy": "compact"},
 )
+MODEL_COMPARISONS = TopicSpec(
+    "model-comparisons",
+    "Shadow scoring: champion vs challenger scores and latencies per scored batch, key ="
+    " challenger ref (`ModelComparison`); read by `edgeml models compare --from-topic`.",
+    config={"retention.ms": _WEEK_MS},
+)
 SITE_PARTIALS = TopicSpec(
     "analytics-site-partials",
     "Internal: per-commit partial aggregates keyed by site (and `*` for the fleet), the input of"
@@ -118,6 +125,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     MAINTENANCE,
     GROUND_TRUTH,
     MODEL_REGISTRY,
+    MODEL_COMPARISONS,
     SITE_PARTIALS,
 )
 

@@ -1,4 +1,4 @@
-"""`edgeml models list|show|verify|promote`: look at and manage the model registry."""
+"""`edgeml models list|show|verify|promote|compare`: look at and manage the model registry."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from edgeml.topics.catalog import MODEL_REGISTRY
 if TYPE_CHECKING:
     from edgeml.models.registry import ModelRegistry
 
-__all__ = ["ROOT_OPTION", "add_to", "open_registry"]
+__all__ = ["ROOT_OPTION", "add_to", "open_registry", "promote_and_announce"]
 
 ROOT_OPTION = typer.Option(
     None,
@@ -157,20 +157,30 @@ def add_to(cli: typer.Typer) -> None:
     ) -> None:
         """Verify a version, make it the promoted one (atomic) and announce it to workers."""
         settings = settings_with(bootstrap)  # a bad --bootstrap fails before the promotion
-        registry = open_registry(root)
-        before = registry.promoted_version(model_id)
-        manifest = registry.promote(model_id, version)
-        announcement = registry.announcement(model_id, version)
-        typer.echo(f"promoted {manifest.ref} (was {before or 'none'})")
-        if announce:
-            from edgeml.app.kafka_admin import BrokerUnavailable, publish
+        promote_and_announce(open_registry(root), model_id, version, settings, announce=announce)
 
-            topic = settings.topic(MODEL_REGISTRY.name)
-            try:
-                publish(settings, topic, announcement.key, announcement.to_bytes())
-            except BrokerUnavailable as exc:
-                raise BrokerUnavailable(
-                    f"{manifest.ref} is promoted in {registry.root} but running workers were not "
-                    f"told ({exc}); rerun this command when the broker is up"
-                ) from None
-            typer.echo(f"announced on {topic}: {announcement.to_bytes().decode()}")
+    from edgeml.app.cli import compare
+
+    compare.add_to(models_cli)
+
+
+def promote_and_announce(
+    registry: ModelRegistry, model_id: str, version: str, settings: Settings, *, announce: bool
+) -> None:
+    """Promote a version (verified, atomic) and tell running workers on `model-registry`."""
+    before = registry.promoted_version(model_id)
+    manifest = registry.promote(model_id, version)
+    announcement = registry.announcement(model_id, version)
+    typer.echo(f"promoted {manifest.ref} (was {before or 'none'})")
+    if announce:
+        from edgeml.app.kafka_admin import BrokerUnavailable, publish
+
+        topic = settings.topic(MODEL_REGISTRY.name)
+        try:
+            publish(settings, topic, announcement.key, announcement.to_bytes())
+        except BrokerUnavailable as exc:
+            raise BrokerUnavailable(
+                f"{manifest.ref} is promoted in {registry.root} but running workers were not "
+                f"told ({exc}); rerun this command when the broker is up"
+            ) from None
+        typer.echo(f"announced on {topic}: {announcement.to_bytes().decode()}")

@@ -15,7 +15,10 @@ REST over aiohttp), `batching` (`BatchingBackend`: concurrent calls coalesced), 
 `strategies` (selection), `aggregate` (mean / max / vote), `engine` (`InferenceEngine`;
 `results`: `TaskConfig`, `InferenceResult`, `BackendCall`),
 `loading` (pools and golden sets from the registry), `adapter` (`EngineFailureModel`: the
-engine behind the Scorer's failure-model interface). See docs/inference.md.
+engine behind the Scorer's failure-model interface), `shadow` (`ShadowScorer`: a challenger
+scores off the critical path; `comparison`: agreement / quality / latency), `providers`
+(ONNX Runtime execution-provider lists with CPU fallback), `litert` (LiteRT backend and an
+MLP -> .tflite exporter). See docs/inference.md.
 """
 
 from __future__ import annotations
@@ -52,8 +55,11 @@ from edgeml.models.inference.health import (
     GoldenSet,
     LatencyWindow,
 )
+from edgeml.models.inference.litert import LiteRTModel, UnsupportedGraph, litert_backend
 from edgeml.models.inference.loading import golden_set, onnx_replicas
+from edgeml.models.inference.providers import ProviderChoice, provider_session
 from edgeml.models.inference.remote import RemoteBackend
+from edgeml.models.inference.shadow import ShadowScorer, ShadowStats
 from edgeml.models.inference.strategies import (
     STRATEGIES,
     BestQuality,
@@ -88,11 +94,15 @@ __all__ = [
     "InferenceResult",
     "LatencyWindow",
     "LeastLoaded",
+    "LiteRTModel",
     "LocalBackend",
     "LowestLatency",
     "Member",
+    "ProviderChoice",
     "RemoteBackend",
     "Route",
+    "ShadowScorer",
+    "ShadowStats",
     "Signature",
     "Strategy",
     "TaskConfig",
@@ -100,9 +110,12 @@ __all__ = [
     "TensorError",
     "TensorSpec",
     "Tensors",
+    "UnsupportedGraph",
     "Weighted",
     "golden_set",
+    "litert_backend",
     "onnx_backend",
     "onnx_replicas",
+    "provider_session",
     "strategy_named",
 ]

@@ -18,8 +18,10 @@ hung `session.run` holds the worker forever.
 
 When no backend answers, `predict` returns NaN for every row (`on_down="nan"`) and keeps the
 result, its reason included, in `last`; `on_down="raise"` raises `InferenceError` instead.
-The current Scorer turns NaN into 0.0 (`np.nan_to_num`); publishing `null` with the reason
-needs the small Scorer change described in docs/inference.md.
+The Scorer turns NaN into 0.0 (`np.nan_to_num`), so the pipeline asks the adapter after each
+batch (`take_answer`): which backends were called and how long each took (the prediction's
+`models["failure_backends"]`), and, when nobody answered, the reason, which the pipeline
+publishes as `failure_prob: null` + `failure_reason` (`models.pipeline`).
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ import numpy as np
 from edgeml.models.inference.backends import Backend
 from edgeml.models.inference.engine import InferenceEngine, InferenceResult, TaskConfig
 from edgeml.models.inference.errors import InferenceError
+from edgeml.models.inference.health import GoldenSet
 from edgeml.models.inference.loading import golden_set, onnx_replicas
+from edgeml.models.inference.pool import PoolSpec, build_backends
 from edgeml.models.manifest import (
     ModelAnnouncement,
     ModelManifest,
@@ -48,6 +52,16 @@ __all__ = ["EngineFailureModel", "EngineLoop"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+def _golden(registry: ModelRegistry, model_id: str) -> GoldenSet | None:
+    """The golden set, or None (no probes: breakers then go by call failures alone) when the
+    reference model itself does not load: a pool of remote backends still serves."""
+    try:
+        return golden_set(registry, model_id)
+    except Exception as exc:
+        log.error("no golden set for %s (%s): backends are not probed", model_id, exc)
+        return None
 
 
 class EngineLoop:
@@ -110,6 +124,8 @@ class EngineFailureModel:
         self.on_down = on_down
         self.last: InferenceResult | None = None
         self.down_calls = 0
+        self.spec: PoolSpec | None = None
+        self._untaken: InferenceResult | None = None
         self._ref = manifest.ref
         self._wait_s = pool.config.deadline_s + margin_s
 
@@ -129,7 +145,7 @@ class EngineFailureModel:
         except concurrent.futures.TimeoutError:
             reason = f"the inference engine did not answer within {self._wait_s:.3g} s"
             result = InferenceResult(self.task, None, reason)
-        self.last = result
+        self.last = self._untaken = result
         if result.value is not None:
             self._ref = result.model_ref or self._ref
             return np.asarray(result.value, dtype=np.float64)
@@ -138,6 +154,18 @@ class EngineFailureModel:
         if self.on_down == "raise":
             raise InferenceError(f"task {self.task}: {result.reason}")
         return np.full(len(x), np.nan)
+
+    def take_answer(self) -> tuple[str, str | None] | None:
+        """What the last `predict` since the previous `take_answer` did, once: the record of
+        its backend calls ("name ok 0.21 ms; name timeout 500 ms") and the reason when no
+        backend answered (else None); None when `predict` was not called since."""
+        result, self._untaken = self._untaken, None
+        if result is None:
+            return None
+        record = "; ".join(
+            f"{c.backend} {c.outcome} {c.seconds * 1e3:.3g} ms" for c in result.calls
+        )
+        return record or "no backend called", result.reason
 
     @classmethod
     def from_registry(
@@ -151,16 +179,29 @@ class EngineFailureModel:
         task: str = "failure",
         seed: int | None = 0,
         on_down: Literal["nan", "raise"] = "nan",
+        spec: PoolSpec | None = None,
     ) -> EngineFailureModel:
         """`replicas` in-process replicas of the promoted `model_id` (plus `extra` backends,
-        e.g. `RemoteBackend`s), probed with its golden set before this returns."""
+        e.g. `RemoteBackend`s), probed with its golden set before this returns. With `spec`
+        the pool is the one it describes (`pool.build_backends`: replicas, remote OIP
+        servers, drills) and `replicas` is ignored."""
         manifest = registry.manifest(model_id)
-        backends: list[Backend] = [*onnx_replicas(registry, model_id, replicas), *extra]
-        engine = InferenceEngine(seed=seed)
-        engine.add_task(task, backends, config, golden=golden_set(registry, model_id))
         runner = EngineLoop()
-        runner.run(engine.start())
-        return cls(engine, task, manifest, runner, on_down=on_down)
+        try:
+            if spec is not None:
+                built = runner.run(build_backends(spec, registry, model_id), timeout=60.0)
+            else:
+                built = list(onnx_replicas(registry, model_id, replicas))
+            backends: list[Backend] = [*built, *extra]
+            engine = InferenceEngine(seed=seed)
+            engine.add_task(task, backends, config, golden=_golden(registry, model_id))
+            runner.run(engine.start())
+        except BaseException:
+            runner.stop()
+            raise
+        model = cls(engine, task, manifest, runner, on_down=on_down)
+        model.spec = spec
+        return model
 
     def apply(self, announcement: ModelAnnouncement, registry: ModelRegistry) -> bool:
         """Serve the announced version (a hot swap, as `ModelRegistry.apply` does for a
@@ -174,10 +215,18 @@ class EngineFailureModel:
             return False
         if manifest.inputs != current.inputs:
             raise SchemaMismatch(f"cannot swap {current.ref} for {manifest.ref}: inputs differ")
-        replicas = sum(1 for m in self.engine.tasks[self.task].members)
-        backends = onnx_replicas(registry, manifest.model_id, replicas, version=manifest.version)
         golden = golden_set(registry, manifest.model_id, manifest.version)
         wait = self._wait_s + self.engine.tasks[self.task].config.probe_timeout_s + 5.0
+        backends: list[Backend]
+        if self.spec is not None:  # the same pool, of the new version (remotes reconnected)
+            build = build_backends(self.spec, registry, manifest.model_id,
+                                   version=manifest.version)  # fmt: skip
+            backends = self.runner.run(build, 60.0)
+        else:
+            replicas = sum(1 for m in self.engine.tasks[self.task].members)
+            backends = list(
+                onnx_replicas(registry, manifest.model_id, replicas, version=manifest.version)
+            )
         self.runner.run(self.engine.replace(self.task, backends, golden=golden), wait)
         self.manifest = manifest
         self._ref = manifest.ref

@@ -197,6 +197,8 @@ def onnx_backend(
         "replica": replica,
         "inputs": list(manifest.inputs),
     }
+    if session is not None:  # what the session runs on (`models.inference.providers`)
+        metadata["providers"] = list(session.get_providers())
     quality = manifest.metrics.get(quality_metric)
     if quality is not None:
         metadata["quality"] = float(quality)

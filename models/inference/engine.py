@@ -82,8 +82,8 @@ class TaskPool:
 class InferenceEngine:
     """Tasks -> pools of backends; `infer` selects, calls, fails over, aggregates (module
     docstring). `seed` drives every random choice (p2c, weighted split); `clock` is the
-    breaker's (tests pass a fake one). `on_call(task, call)` sees every backend call
-    (metrics)."""
+    breaker's (tests pass a fake one). `on_call(task, call)` sees every backend call and
+    `on_result(result)` every `infer`'s answer (metrics: calls, failovers, "down")."""
 
     def __init__(
         self,
@@ -91,10 +91,12 @@ class InferenceEngine:
         seed: int | None = 0,
         clock: Callable[[], float] = time.monotonic,
         on_call: Callable[[str, BackendCall], None] | None = None,
+        on_result: Callable[[InferenceResult], None] | None = None,
     ) -> None:
         self.rng = random.Random(seed)
         self.clock = clock
         self.on_call = on_call
+        self.on_result = on_result
         self.tasks: dict[str, TaskPool] = {}
         self._started = False
 
@@ -227,6 +229,12 @@ class InferenceEngine:
         self, task: str, inputs: Tensors, *, deadline_s: float | None = None
     ) -> InferenceResult:
         """Answer `task` for `inputs`; never raises for a backend's fault (module docstring)."""
+        result = await self._infer(task, inputs, deadline_s)
+        if self.on_result is not None and task in self.tasks:
+            self.on_result(result)
+        return result
+
+    async def _infer(self, task: str, inputs: Tensors, deadline_s: float | None) -> InferenceResult:
         began = time.perf_counter()
         pool = self.tasks.get(task)
         if pool is None:

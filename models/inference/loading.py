@@ -9,10 +9,13 @@ remote server and still catches a wrong or corrupted model (which is off by ~1e-
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from edgeml.models.inference.backends import SCORE, LocalBackend, onnx_backend
 from edgeml.models.inference.health import GoldenSet
+from edgeml.models.inference.providers import ProviderSpec, with_providers
 from edgeml.models.manifest import ManifestError
 from edgeml.models.registry import LoadedModel, ModelRegistry
 
@@ -27,12 +30,18 @@ def onnx_replicas(
     version: str | None = None,
     max_pending: int = 8,
     quality_metric: str = "roc_auc",
+    providers: Sequence[ProviderSpec] | None = None,
 ) -> list[LocalBackend]:
     """`replicas` in-process backends of one version (None = promoted), each on its own
-    thread, sharing the registry's one verified session."""
+    thread, sharing the registry's one verified session; with `providers` (an ordered
+    execution-provider list, `models.inference.providers`) they share one session on those
+    providers instead (a missing one falls back to CPU, logged once and counted)."""
     if replicas < 1:
         raise ValueError(f"replicas must be >= 1, got {replicas}")
     model = registry.load(model_id, version)
+    if providers:
+        model_bytes = registry.model_bytes(model_id, model.manifest.version)
+        model = with_providers(model, model_bytes, providers, threads=registry.threads)
     return [
         onnx_backend(model, i, quality_metric=quality_metric, max_pending=max_pending)
         for i in range(replicas)

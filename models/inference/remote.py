@@ -66,7 +66,11 @@ class RemoteBackend:
                       **options: Any) -> RemoteBackend:  # fmt: skip
         """A backend whose signature and model ref come from the server's model metadata."""
         backend = cls(url, model, version, **options)
-        meta = await backend.model_metadata()
+        try:
+            meta = await backend.model_metadata()
+        except BaseException:
+            await backend.close()  # else its pooled session leaks ("Unclosed client session")
+            raise
         back = backend._back
         specs = tuple(
             TensorSpec(back.get(t["name"], t["name"]), t["datatype"], tuple(t["shape"]))

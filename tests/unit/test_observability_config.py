@@ -7,6 +7,7 @@ tests fail, they are never skipped.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import shutil
@@ -17,12 +18,15 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 import yaml
 from faust.types import TP
 
 from edgeml.app.metrics import Metrics, guarded, iter_metric_names
+from edgeml.models.inference import InferenceEngine, TaskConfig, Weighted
+from edgeml.models.inference.testing import ScriptedBackend
 from edgeml.models.pipeline import Inbound, ReadingPipeline
 from edgeml.models.scoring import Scorer
 
@@ -131,6 +135,12 @@ def exported_names() -> set[str]:
     metrics.observe_batch(result, events)  # type: ignore[arg-type]
     metrics.alerts.labels("open", "critical").inc()
     metrics.observe_model("failure-gbm@1", 0.001)
+    # the failure task on the inference engine (app.factory) adds the engine's metric set
+    engine = InferenceEngine()  # b fails first, a answers: a failover
+    backends = [ScriptedBackend("b", mode="raise"), ScriptedBackend("a")]
+    engine.add_task("failure", backends, TaskConfig(strategy=Weighted({"b": 1e9})))
+    metrics.observe_engine(engine)
+    asyncio.run(engine.infer("failure", {"input": np.zeros((1, 3), np.float32)}))
     tp = TP("r", 0)
     app = SimpleNamespace(
         consumer=SimpleNamespace(assignment=lambda: {tp}, highwater=lambda tp: 10),

@@ -1,5 +1,4 @@
-"""A producer whose `flush` returns only once every buffered message was handed to the client,
-and whose buffer does not pause the stream at every commit flush.
+"""A producer whose `flush` returns only once every buffered message was handed to the client.
 
 The loss (issue #9's kill window, seen in 2 of 3 clean-clone CI runs: the fleet analytics
 short by ~3 %, predictions exact). Faust writes a table key's changelog message, and our
@@ -43,12 +42,6 @@ class DeliveringBuffer(ProducerBuffer):
     """`ProducerBuffer` whose `flush` drains it completely (module docstring)."""
 
     stall_s: float = 300.0  # no message handed over for this long: the commit fails
-    # The stream waits while more than this is buffered (`wait_until_ebb`). Faust's 100 is below
-    # one commit flush of the write-back tables (≈ 220-290 messages for 100 devices: one per
-    # key written since the last commit), so every commit paused scoring 0.1-0.8 s (issue #12
-    # item 3; 0 pauses with 5,000 in the same bench). The buffer stays bounded by the keys a
-    # commit interval writes, which the write-back already bounds to one message per key.
-    max_messages = 5_000
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -124,22 +124,6 @@ def test_other_transports_are_left_alone() -> None:
         app.transport  # noqa: B018
 
 
-async def test_a_commit_flush_of_the_write_back_tables_does_not_pause_the_stream() -> None:
-    """A commit flush queues one message per key written since the last commit (≈ 250 for
-    100 devices): the stream's `wait_until_ebb` goes on at once instead of draining to 100."""
-    buffer, client = _buffer(DeliveringBuffer), _Client([], asyncio.Event())  # nothing drains
-    await buffer.start()
-    try:
-        for n in range(300):
-            buffer.put(client.message(str(n)))
-        await asyncio.wait_for(buffer.wait_until_ebb(), timeout=0.05)
-        assert buffer.size + buffer.in_flight == 300  # type: ignore[attr-defined]
-    finally:
-        client.gate.set()  # type: ignore[union-attr]
-        await buffer.stop()
-    assert len(client.sent) == 300
-
-
 async def test_messages_left_at_stop_are_delivered_in_order() -> None:
     """Stopping ends the drain task's loop; what is still buffered then is handed over by the
     stop's own flush, in order (Faust's gives up after 0.1 s without progress)."""

@@ -18,7 +18,7 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ __all__ = [
     "ROOT",
     "BenchEnv",
     "add_options",
+    "best_cpu_us",
     "cleanup",
     "cpu_seconds",
     "create_topics",
@@ -273,3 +274,13 @@ def plain(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return value
+
+
+def best_cpu_us(fn: Callable[[], int], repeats: int) -> float:
+    """Best CPU microseconds per item over `repeats` runs of `fn` (which returns the count)."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.process_time()
+        n = fn()
+        best = min(best, (time.process_time() - start) / max(n, 1) * 1e6)
+    return round(best, 2)

@@ -24,19 +24,11 @@ from typing import Any
 
 import orjson
 
+from bench.common import best_cpu_us
+
 __all__ = ["decode_rows", "main"]
 
 BATCH = 100
-
-
-def _best(fn: Callable[[], int], repeats: int) -> float:
-    """Best CPU microseconds per item over `repeats` runs of `fn` (which returns the count)."""
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.process_time()
-        n = fn()
-        best = min(best, (time.process_time() - start) / max(n, 1) * 1e6)
-    return round(best, 2)
 
 
 def decode_rows(
@@ -60,8 +52,8 @@ def decode_rows(
         ("parse: parse_message (typed msgspec path; now)", parse_message),
     ):
         rows[name] = {
-            "single": _best(parse(fn, raw_single), repeats),
-            "batched": _best(parse(fn, raw_batched), repeats),
+            "single": best_cpu_us(parse(fn, raw_single), repeats),
+            "batched": best_cpu_us(parse(fn, raw_batched), repeats),
         }
     model_ids = {"anomaly": "ewz@1", "failure": "failure-gbm@2"}
 
@@ -104,8 +96,8 @@ def decode_rows(
         ("encode: prediction_wire dict + orjson (now)", now_wire),
     ):
         rows[name] = {
-            "single": _best(encode(wire, False), repeats),
-            "batched": _best(encode(wire, True), repeats),
+            "single": best_cpu_us(encode(wire, False), repeats),
+            "batched": best_cpu_us(encode(wire, True), repeats),
         }
     return rows
 

@@ -30,6 +30,7 @@ import orjson
 from bench.common import (
     BenchEnv,
     add_options,
+    best_cpu_us,
     cleanup,
     create_topics,
     emit,
@@ -41,16 +42,6 @@ from bench.common import (
 __all__ = ["main", "steps_command"]
 
 BATCH = 100
-
-
-def _best(fn: Callable[[], int], repeats: int) -> float:
-    """Best CPU microseconds per item over `repeats` runs of `fn` (which returns the count)."""
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.process_time()
-        n = fn()
-        best = min(best, (time.process_time() - start) / max(n, 1) * 1e6)
-    return round(best, 2)
 
 
 class _DictStore:
@@ -131,10 +122,10 @@ def steps_command(env: BenchEnv | None, *, repeats: int = 3, quick: bool = False
 
     row(
         "validation (parse_message)",
-        _best(
+        best_cpu_us(
             lambda: sum(len(parse_message(m, now, limits).readings) for m in raw_single), repeats
         ),
-        _best(
+        best_cpu_us(
             lambda: sum(len(parse_message(m, now, limits).readings) for m in raw_batched), repeats
         ),
     )
@@ -214,11 +205,11 @@ def steps_command(env: BenchEnv | None, *, repeats: int = 3, quick: bool = False
         calls = 200 if quick else 1000
         row(
             "ONNX failure model, 1 row per call (batched: 100 rows per call)",
-            _best(predict(x1, calls), repeats),
-            _best(predict(x100, calls // 10), repeats),
+            best_cpu_us(predict(x1, calls), repeats),
+            best_cpu_us(predict(x100, calls // 10), repeats),
         )
         rows["ONNX failure model, 500 rows per call (a take_events batch)"] = {
-            "single": _best(predict(x500, calls // 50), repeats),
+            "single": best_cpu_us(predict(x500, calls // 50), repeats),
             "batched": float("nan"),
         }
     for label, s in (("reference", ref_scorer), ("compiled", scorer)):
@@ -240,8 +231,8 @@ def steps_command(env: BenchEnv | None, *, repeats: int = 3, quick: bool = False
             DeviceState.from_bytes(b)
         return len(blobs)
 
-    save = _best(to_bytes, repeats)
-    load = _best(from_bytes, repeats)
+    save = best_cpu_us(to_bytes, repeats)
+    load = best_cpu_us(from_bytes, repeats)
     row(
         "state save (DeviceState.to_bytes; the worker: once per device per offset commit)",
         save,
@@ -260,8 +251,8 @@ def steps_command(env: BenchEnv | None, *, repeats: int = 3, quick: bool = False
 
     row(
         "prediction serialization (to_wire + orjson)",
-        _best(lambda: sum(1 for r in single if orjson.dumps(wire(r))), repeats),
-        _best(
+        best_cpu_us(lambda: sum(1 for r in single if orjson.dumps(wire(r))), repeats),
+        best_cpu_us(
             lambda: sum(
                 len(batches[d])
                 for d in ids

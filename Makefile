@@ -22,7 +22,7 @@ demo: $(STAMP) ## The main job: broker, worker, simulator, live alerts, web page
 	$(BIN)/edgeml demo
 
 test: $(STAMP) ## All tests: unit, agents, integration (own Kafka broker); fails below 90% coverage
-	$(BIN)/pytest --cov --cov-report=term-missing:skip-covered --cov-fail-under=90
+	$(BIN)/pytest --cov --cov-report=term-missing:skip-covered --cov-fail-under=90 --durations=25
 
 test-unit: $(STAMP) ## Unit and agent tests only (no broker)
 	$(BIN)/pytest tests/unit tests/agents

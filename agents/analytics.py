@@ -30,7 +30,16 @@ Exact after a crash or a rebalance (issue #9; see `agents.writeback` for the arg
   `result.scored`, so they are not counted again;
 - each partial carries its source partition and highest input offset, and a site head keeps
   the highest offset applied per source: a partial re-delivered to `aggregate_sites` (its
-  worker died between the site-table flush and the offset commit) is ignored.
+  worker died between the site-table flush and the offset commit) is ignored;
+- a commit flush writes the state locally at once (RocksDB) while its site partials wait in
+  the producer buffer, so a kill during the flush's sends left state that records readings
+  whose partials never left: the restart skipped them as applied (the fleet short by a
+  commit interval of readings, docs/faults.md). So the same synchronous flush also writes the
+  partials into the `analytics-partials-outbox` table (one key per input partition: its last
+  flush's partials), co-partitioned with the state, and every recovery resends what the
+  outbox holds (`resend_after_recovery`): a partial that did arrive is ignored by its offset,
+  one that did not is applied. What is left is a kill in the middle of the flush's own
+  synchronous local writes (between the state and the outbox: microseconds to a few ms).
 
 Dead letters are still at-least-once: a malformed message re-delivered in a batch with new
 readings of its partition is counted again (it carries no seq to recognise it by).
@@ -48,7 +57,7 @@ from typing import Any, cast
 import faust
 import orjson
 
-from edgeml.agents.writeback import WriteBackTable, WriteStage
+from edgeml.agents.writeback import WriteBackTable, WriteStage, in_partition_of
 from edgeml.models.analytics import (
     AnalyticsWindows,
     KeyHead,
@@ -72,6 +81,7 @@ __all__ = [
     "TablePaneStore",
     "local_heads",
     "register",
+    "resend_after_recovery",
 ]
 
 log = logging.getLogger(__name__)
@@ -113,20 +123,29 @@ class SitePartials:
     """The site/fleet partials of scored batches, sent to `analytics-site-partials` by the
     commit flush: a `StagedBuffer` of the app's `WriteStage`, so a batch's partials go out
     with its state and only once its outputs are acked. Partials of one (key, source
-    partition) merge until then: one message each per commit."""
+    partition) merge until then: one message each per commit. Each flush first records what
+    it sends per source partition in `outbox` (module docstring), written in that partition
+    with one of its events (`anchors`)."""
 
-    def __init__(self, topic: faust.TopicT) -> None:
+    def __init__(self, topic: faust.TopicT, outbox: faust.types.TableT) -> None:
         self.topic = topic
+        self.outbox = outbox
         self._staged: dict[tuple[str, int], KeyPartial] = {}
         self._held: dict[tuple[str, int], KeyPartial] = {}
         self._released: dict[tuple[str, int], KeyPartial] = {}
+        self._anchors: dict[int, faust.EventT] = {}  # source partition -> an event of it
+        self.resent = 0  # partials resent from the outbox after recoveries
         WriteStage.of(topic.app).join(self)
 
     def __len__(self) -> int:
         return len(self._staged.keys() | self._held.keys() | self._released.keys())
 
-    def add(self, partials: dict[tuple[str, int], KeyPartial]) -> None:
+    def add(
+        self, partials: dict[tuple[str, int], KeyPartial], anchors: dict[int, faust.EventT]
+    ) -> None:
+        """Stage a batch's partials; `anchors` holds an event of each source partition."""
         _merge_into(self._staged, partials)
+        self._anchors.update(anchors)
 
     def close_window(self) -> None:
         _merge_into(self._released, self._staged)
@@ -145,10 +164,53 @@ class SitePartials:
         out, self._released = self._released, {}
         _merge_into(out, self._staged)
         self._staged = {}
-        for (key, _), partial in out.items():
-            self.topic.send_soon(key=key.encode(), value=partial.to_bytes(key))
+        if not out:
+            return 0
+        wires: dict[int, list[tuple[str, bytes]]] = {}
+        for (key, source), partial in out.items():
+            wires.setdefault(source, []).append((key, partial.to_bytes(key)))
+        anchors = self._anchors
+        needed = {source for _, source in self._held}
+        self._anchors = {p: e for p, e in anchors.items() if p in needed}
+        # Outbox first, sends second, all before the event loop runs again: no kill can fall
+        # between a partial's send and its outbox record.
+        for source, pairs in wires.items():
+            in_partition_of(anchors[source])
+            self.outbox[_outbox_key(source)] = b"\n".join(raw for _, raw in pairs)
+        for pairs in wires.values():
+            for key, raw in pairs:
+                self.topic.send_soon(key=key.encode(), value=raw)
         WriteStage.of(self.topic.app).written += len(out)
         return len(out)
+
+    def resend(self) -> int:
+        """Send again every partial the local outbox holds (its partitions' last flushes);
+        `aggregate_sites` ignores those it applied. Returns how many."""
+        sent = 0
+        for _, raw in list(self.outbox.items()):
+            for line in raw.split(b"\n") if raw else ():
+                key = orjson.loads(line)["k"]
+                self.topic.send_soon(key=str(key).encode(), value=line)
+                sent += 1
+        self.resent += sent
+        if sent:
+            log.info("analytics: resent %d site partial(s) from the outbox", sent)
+        return sent
+
+
+def _outbox_key(source: int) -> bytes:
+    return str(source).encode()
+
+
+def resend_after_recovery(app: faust.App, partials: SitePartials) -> None:
+    """Resend the outbox once the tables are recovered after each rebalance (Faust sends
+    `on_rebalance_complete` then, before the streams resume: the resent partials are in the
+    producer buffer ahead of any new flush's)."""
+
+    async def resend(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        partials.resend()
+
+    app.on_rebalance_complete.connect(resend)
 
 
 def _merge_into(
@@ -177,7 +239,7 @@ class AnalyticsStores:
         return cls(
             PaneTables.over(tables.device_heads, tables.device_panes),
             PaneTables.over(tables.site_heads, tables.site_panes),
-            SitePartials(tables.site_partials_topic),
+            SitePartials(tables.site_partials_topic, tables.partials_outbox),
         )
 
     def all(self) -> list[WriteBackTable[Any] | SitePartials]:
@@ -297,7 +359,8 @@ class AnalyticsObserver:
             keys = [event.message.key for event in events]
             dead = fold_dead_letters(result.rejections, keys, partitions, event_ts, windows)
         # before the device partials are stored (apply_partial may keep their objects)
-        self.partials.add(roll_up_by_source(devices, dead, partitions, offsets))
+        anchors = {p: events[index] for p, index in first_of.items()}
+        self.partials.add(roll_up_by_source(devices, dead, partitions, offsets), anchors)
         for device, partial in devices.items():
             self._apply(device, partial, events)
         for device, partial in dead.items():

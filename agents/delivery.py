@@ -42,6 +42,14 @@ class DeliveringBuffer(ProducerBuffer):
     """`ProducerBuffer` whose `flush` drains it completely (module docstring)."""
 
     stall_s: float = 300.0  # no message handed over for this long: the commit fails
+    # Faust's conductor stops feeding the streams while more than `max_messages` are buffered
+    # (`wait_until_ebb`). Its 100 is less than one commit flush (about 220-290 changelog
+    # messages and partials for 100 devices), so every commit paused scoring for 0.1-0.8 s
+    # (issue #12 item 3). Above a flush's size, scoring goes on while the flush drains. This
+    # widens the time a flush's local state is ahead of its queued site partials, which lost
+    # one commit interval of the fleet analytics in a kill -9 (docs/faults.md) until the
+    # partials outbox (`agents.analytics`) resent them after a restart.
+    max_messages = 5_000
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -46,8 +46,11 @@ A batch's events are acked after its `release()`. Hence, at any kill:
 - site partials of a batch go out in the same flush as its state, each tagged with its source
   partition and input offset, and `aggregate_sites` ignores one it already applied.
 
-The remaining windows are a kill *during* a flush's sends (some changelog messages delivered,
-others not: Kafka transactions would close it) and an exception escaping `process` before
+A kill *during* a flush's sends leaves the local state ahead of partials still in the
+producer buffer; the partials outbox written by the same flush resends them after the restart
+(`agents.analytics`). The remaining windows are a kill inside the flush's synchronous local
+writes, a fresh-disk restart after some of a flush's changelog messages were delivered and
+others not (Kafka transactions would close both), and an exception escaping `process` before
 `hold()` (its partial writes stay flushable; item 3 stops the worker then).
 """
 
@@ -343,45 +346,61 @@ def _sigkill() -> None:
 
 
 class KillAfterFlush(faust.Sensor):
-    """Fault injection for the kill-window test (`EDGEML_FAULT_KILL_AFTER_FLUSH=N`): the worker
-    SIGKILLs itself at the offset commit that follows its Nth commit flush that wrote anything,
-    after Faust flushed the producer (state and site partials acked by the broker) and before
-    the offsets are committed: the widest gap between stored state and committed offsets.
+    """Fault injection for the kill-window tests; never set it in production. The worker
+    SIGKILLs itself at its Nth commit flush that wrote anything:
 
-    Faust has no hook between its producer flush and `Consumer._commit`, so the consumer's
-    `_commit` is wrapped (an instance attribute, first commit only). Never set it in production.
+    - `EDGEML_FAULT_KILL_AFTER_FLUSH=N`: at the offset commit that follows, after Faust flushed
+      the producer (state and site partials acked by the broker) and before the offsets are
+      committed: the widest gap between stored state and committed offsets. Faust has no hook
+      between its producer flush and `Consumer._commit`, so the consumer's `_commit` is
+      wrapped (an instance attribute, first commit only).
+    - `EDGEML_FAULT_KILL_BEFORE_SENDS=N` (`flusher` given): right after the flush wrote the
+      state locally, before the event loop hands any of its messages (changelogs, site
+      partials) to the client: the kill *during* a flush's sends at its worst. Sensors run in
+      no set order, so this one flushes first itself (a second flush writes nothing).
     """
 
     def __init__(
-        self, stage: WriteStage, after: int, kill: Callable[[], None] = _sigkill, **kwargs: Any
+        self,
+        stage: WriteStage,
+        after: int,
+        kill: Callable[[], None] = _sigkill,
+        *,
+        flusher: CommitFlusher | None = None,
+        **kwargs: Any,
     ) -> None:
         if after < 1:
             raise ValueError(f"after must be >= 1 (a commit flush count), got {after}")
         super().__init__(**kwargs)
         self.stage = stage
         self.after = after
+        self.flusher = flusher
         self.flushes = 0  # commit flushes that wrote something, seen at offset commits
         self._seen = 0
         self._kill = kill
         self._wrapped: weakref.ReferenceType[Any] | None = None
 
     def on_commit_initiated(self, consumer: Any) -> Any:
+        if self.flusher is not None:
+            self.flusher.flush()
+            self._count_and_kill("before its sends")
+            return None
         if self._wrapped is not None and self._wrapped() is consumer:
             return None
         original = consumer._commit
 
         async def commit(offsets: Any) -> Any:
-            if self.stage.written > self._seen:
-                self._seen = self.stage.written
-                self.flushes += 1
-            if self.flushes >= self.after:
-                log.warning(
-                    "fault injection: SIGKILL after commit flush %d, before its offset commit",
-                    self.flushes,
-                )
-                self._kill()
+            self._count_and_kill("before its offset commit")
             return await original(offsets)
 
         consumer._commit = commit
         self._wrapped = weakref.ref(consumer)
         return None
+
+    def _count_and_kill(self, where: str) -> None:
+        if self.stage.written > self._seen:
+            self._seen = self.stage.written
+            self.flushes += 1
+        if self.flushes >= self.after:
+            log.warning("fault injection: SIGKILL after commit flush %d, %s", self.flushes, where)
+            self._kill()

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import faust
 
 from edgeml.agents import analytics, delivery, maintenance, model_updates, score
-from edgeml.agents.analytics import AnalyticsObserver, AnalyticsStores
+from edgeml.agents.analytics import AnalyticsObserver, AnalyticsStores, resend_after_recovery
 from edgeml.agents.publish import Publisher
 from edgeml.agents.recovery import hold_delivery_until_seeked
 from edgeml.agents.score import BatchObserver, BatchProgress
@@ -290,6 +290,7 @@ def build_worker(settings: Settings) -> Worker:
     stage = WriteStage.of(app)
     if settings.fault_kill_after_flush:
         app.sensors.add(KillAfterFlush(stage, settings.fault_kill_after_flush))
+    resend_after_recovery(app, stores.partials)  # a kill during a flush's sends (docs/faults.md)
     # The analytics and shadow observers are guarded: a failure there is counted and logged,
     # never stops scoring. `hold_batch` must stay last: it holds every write the batch made
     # (state, analytics, site partials) until `score_readings` releases it once its outputs
@@ -303,6 +304,9 @@ def build_worker(settings: Settings) -> Worker:
     maintenance.register(app, topics.maintenance, pipeline, publisher, states)
     flusher = CommitFlusher([states, *stores.all()])
     app.sensors.add(flusher)
+    if settings.fault_kill_before_sends:
+        kill = KillAfterFlush(stage, settings.fault_kill_before_sends, flusher=flusher)
+        app.sensors.add(kill)
 
     @app.on_partitions_revoked.connect
     async def flush_before_handover(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:

@@ -255,6 +255,12 @@ class Settings(BaseSettings):
         description="Test hook, 0 = off: SIGKILL the worker after its Nth commit flush that "
         "wrote state, before that commit's offsets are committed (`agents.writeback`).",
     )
+    fault_kill_before_sends: int = Field(
+        default=0,
+        ge=0,
+        description="Test hook, 0 = off: SIGKILL the worker right after its Nth commit flush "
+        "that wrote state wrote it locally, before any of its messages is sent.",
+    )
     fault_failure_backends: str = Field(
         default="",
         description="Test hook, '' = off: extra failure-task backends that fail, "

@@ -8,6 +8,9 @@ Four changelog-backed tables; keys are UTF-8 bytes, values bytes from `models.an
   partition, so it moves with the device on a rebalance.
 - `analytics-site-heads` / `analytics-site-panes`: the same for sites and the fleet (key
   `*`), co-partitioned with the `analytics-site-partials` topic they are folded from.
+- `analytics-partials-outbox`: input partition -> the site partials its last commit flush
+  sent (newline-joined wire forms); co-partitioned with `sensor-readings`, written with the
+  device state, resent after a recovery (see `agents.analytics`).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class AnalyticsTables:
     site_heads: faust.types.TableT
     site_panes: faust.types.TableT
     site_partials_topic: faust.TopicT
+    partials_outbox: faust.types.TableT
 
 
 def _table(app: faust.App, layout: TopicLayout, spec: TableSpec) -> faust.types.TableT:
@@ -58,4 +62,5 @@ def declare_analytics(app: faust.App, layout: TopicLayout) -> AnalyticsTables:
         site_heads=_table(app, layout, catalog.ANALYTICS_SITE_HEADS),
         site_panes=_table(app, layout, catalog.ANALYTICS_SITE_PANES),
         site_partials_topic=declare_topic(app, layout, SITE_PARTIALS),
+        partials_outbox=_table(app, layout, catalog.ANALYTICS_PARTIALS_OUTBOX),
     )

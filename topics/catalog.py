@@ -15,6 +15,7 @@ __all__ = [
     "ALL_TOPICS",
     "ANALYTICS_DEVICE_HEADS",
     "ANALYTICS_DEVICE_PANES",
+    "ANALYTICS_PARTIALS_OUTBOX",
     "ANALYTICS_SITE_HEADS",
     "ANALYTICS_SITE_PANES",
     "DLQ",
@@ -142,6 +143,10 @@ ANALYTICS_DEVICE_PANES = TableSpec(
 )
 ANALYTICS_SITE_HEADS = TableSpec("analytics-site-heads", "Per site and the fleet: panes, totals.")
 ANALYTICS_SITE_PANES = TableSpec("analytics-site-panes", "Per site/fleet and pane: aggregates.")
+ANALYTICS_PARTIALS_OUTBOX = TableSpec(
+    "analytics-partials-outbox",
+    "Per input partition: the site partials of its last commit flush, resent after a restart.",
+)
 
 ALL_TABLES: tuple[TableSpec, ...] = (
     STATE_BY_DEVICE,
@@ -149,4 +154,5 @@ ALL_TABLES: tuple[TableSpec, ...] = (
     ANALYTICS_DEVICE_PANES,
     ANALYTICS_SITE_HEADS,
     ANALYTICS_SITE_PANES,
+    ANALYTICS_PARTIALS_OUTBOX,
 )

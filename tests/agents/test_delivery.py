@@ -133,3 +133,27 @@ async def test_messages_left_at_stop_are_delivered_in_order() -> None:
         buffer.put(client.message(name))
     await asyncio.wait_for(buffer.stop(), timeout=10)
     assert client.sent == list("abcdef")
+
+
+async def test_a_commit_flush_sized_burst_does_not_stop_the_streams() -> None:
+    """Faust's conductor awaits `wait_until_ebb` before every input message: with Faust's
+    limit of 100 a commit flush of 300 messages makes it wait for hand-overs (the pauses of
+    issue #12 item 3); ours returns while none of them can be handed over."""
+    for base in (ProducerBuffer, DeliveringBuffer):
+        gate = asyncio.Event()  # closed: no hand-over completes
+        buffer, client = _buffer(base), _Client([], gate)
+        await buffer.start()
+        try:
+            for i in range(300):
+                buffer.put(client.message(f"m{i}"))
+            ebb = asyncio.ensure_future(buffer.wait_until_ebb())
+            for _ in range(3):
+                await asyncio.sleep(0)
+            assert ebb.done() is (base is DeliveringBuffer), base.__name__
+            gate.set()
+            await asyncio.wait_for(ebb, 10)
+            await asyncio.wait_for(buffer.flush(), 10)
+            assert len(client.sent) == 300
+        finally:
+            buffer.pending = asyncio.Queue()
+            await buffer.stop()

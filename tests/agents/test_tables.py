@@ -17,7 +17,7 @@ def test_every_rocksdb_table_is_bounded(settings_factory: Callable[..., Settings
     )
     worker = build_worker(settings)
     tables = [table for table in worker.app.tables.values() if isinstance(table, faust.Table)]
-    assert len(tables) == 5
+    assert len(tables) == 6  # state, four analytics tables, the partials outbox
     for table in tables:
         options = table.data.rocksdb_options  # type: ignore[attr-defined]
         assert options.write_buffer_size == 3 * 2**20, table.name

@@ -246,3 +246,63 @@ async def test_a_commit_during_publish_flushes_nothing_of_that_batch(
     names = {name.removeprefix(app.conf.id + "-") for name in sent}
     assert {"analytics-device-heads-changelog", "analytics-site-partials"} <= names, names
     assert any(name.endswith("-changelog") and "analytics" not in name for name in names), names
+
+
+async def test_the_before_sends_hook_kills_right_after_the_nth_flush_wrote(
+    app: faust.App,
+) -> None:
+    sent = changelog(app)
+    counts = counter_table(app)
+    flusher = CommitFlusher([counts])
+    kills: list[int] = []
+    hook = KillAfterFlush(counts.stage, 2, kill=lambda: kills.append(len(sent)), flusher=flusher)
+    hook.on_commit_initiated(None)  # nothing written: not a flush that counts
+    counts.put(b"dev-a", [1], event_in(app, 0))
+    hook.on_commit_initiated(None)
+    flusher.on_commit_initiated(None)  # the flusher's own turn, after the hook's: writes nothing
+    counts.put(b"dev-a", [2], event_in(app, 0))
+    assert kills == []
+    hook.on_commit_initiated(None)
+    # killed once the 2nd writing flush put its messages in the buffer (here: recorded)
+    assert kills == [2] and flusher.flushes == 4
+
+
+async def test_a_commit_flush_records_its_site_partials_in_the_outbox_and_resends_them(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    """The partials a flush sends are in the outbox table of their source partition, written
+    before the sends; `resend` (after each recovery) sends exactly those again."""
+    parts = build_worker(settings_factory(batch_within_s=0.01, batch_max=4))
+    app = parts.app
+    app.finalize()
+    app.flow_control.resume()
+    sent: list[tuple[str, bytes]] = []  # (topic, value) of the site partials sent
+
+    def send_soon(fut: Any) -> None:
+        name = fut.message.channel.get_topic_name()
+        if name.endswith("analytics-site-partials"):
+            sent.append((name, fut.message.value))
+
+    app.producer.send_soon = send_soon  # type: ignore[method-assign]
+    acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    acked.set_result(None)
+
+    async def send(topic: str, key: bytes, value: bytes, *args: Any) -> asyncio.Future[None]:
+        return acked
+
+    app.producer.send = send  # type: ignore[method-assign,assignment]
+    reading = {"device_id": "dev-a", "ts": 1_767_225_600.0, "seq": 1, "metrics": {"t": 1.0}}
+    async with app.agents["score_readings"].test_context() as agent:
+        await asyncio.wait_for(agent.put(orjson.dumps(reading), key=b"dev-a"), 10)
+    partials = parts.stores.partials
+    assert partials.resend() == 0  # nothing flushed yet: the outbox is empty
+    app.sensors.on_commit_initiated(app.consumer)
+    flushed = [value for _, value in sent]
+    assert len(flushed) == 2  # the device's site ("unassigned") and the fleet
+    outbox = dict(partials.outbox.items())
+    assert len(outbox) == 1
+    (lines,) = outbox.values()
+    assert sorted(lines.split(b"\n")) == sorted(flushed)
+    assert all(orjson.loads(v)["src"][0] == int(next(iter(outbox))) for v in flushed)
+    assert partials.resend() == 2 and sorted(v for _, v in sent[2:]) == sorted(flushed)
+    assert partials.resent == 2

@@ -1,6 +1,14 @@
 """The kill window: a worker SIGKILLed after a commit flush wrote its state and before that
-commit's offsets were committed (`EDGEML_FAULT_KILL_AFTER_FLUSH`), then restarted without the
-hook. State is then ahead of the committed offsets, so the restarted worker re-reads readings its
+commit's offsets were committed, then restarted without the hook. Two points:
+
+- `after-flush` (`EDGEML_FAULT_KILL_AFTER_FLUSH`): after the producer flush, everything the
+  flush wrote acked by the broker;
+- `before-sends` (`EDGEML_FAULT_KILL_BEFORE_SENDS`): right after the flush wrote the state
+  locally, with every changelog message and site partial still in the producer buffer. On the
+  same disk the state then records readings whose site partials never left; the partials
+  outbox resends them (before it, this lost one commit interval of the fleet's count).
+
+State is then ahead of the committed offsets, so the restarted worker re-reads readings its
 state already applied. Checked against the input topic:
 
 - every (device, seq) got a prediction (held writes: no state is flushed before its batch's
@@ -77,8 +85,12 @@ def _fleet_count(base: str) -> int | None:
 # between (`agents.recovery`, tests/agents/test_recovery.py).
 
 
-@pytest.mark.parametrize("disk", ["same-disk", "fresh-disk"])
+@pytest.mark.parametrize(
+    ("point", "disk"),
+    [("after-flush", "same-disk"), ("after-flush", "fresh-disk"), ("before-sends", "same-disk")],
+)
 def test_a_kill_between_state_flush_and_offset_commit_is_harmless(
+    point: str,
     disk: str,
     settings_factory: Callable[..., Settings],
     worker_factory: Callable[..., subprocess.Popen[bytes]],
@@ -86,9 +98,8 @@ def test_a_kill_between_state_flush_and_offset_commit_is_harmless(
     read_records: Callable[..., list[dict[str, Any]]],
     tmp_path: Path,
 ) -> None:
-    settings = settings_factory(
-        store="rocksdb://", data_dir=tmp_path / "data", fault_kill_after_flush=2
-    )
+    hook = "fault_kill_after_flush" if point == "after-flush" else "fault_kill_before_sends"
+    settings = settings_factory(store="rocksdb://", data_dir=tmp_path / "data", **{hook: 2})
     first = worker_factory(settings)
     sim = run_cli(
         settings, "simulate", "--devices", str(DEVICES), "--count", str(PER_DEVICE),
@@ -102,7 +113,7 @@ def test_a_kill_between_state_flush_and_offset_commit_is_harmless(
     assert 0 < before < READINGS, f"killed outside the run: {before} predictions"
 
     data_dir = tmp_path / "data" if disk == "same-disk" else tmp_path / "fresh-disk"
-    worker_factory(settings.model_copy(update={"fault_kill_after_flush": 0, "data_dir": data_dir}))
+    worker_factory(settings.model_copy(update={hook: 0, "data_dir": data_dir}))
     deadline = time.monotonic() + 240
     seen: list[int] = [-1]
     while True:  # caught up: every reading predicted and nothing new for a while
@@ -130,7 +141,7 @@ def test_a_kill_between_state_flush_and_offset_commit_is_harmless(
     )
     duplicates = sum(n - 1 for n in counts.values())
     sys.stderr.write(
-        f"[kill-window {disk}] {len(predictions)} predictions for {READINGS} readings, "
+        f"[kill-window {point} {disk}] {len(predictions)} predictions for {READINGS} readings, "
         f"{before} before the kill, {duplicates} duplicates, {len(flagged)} late\n"
     )
 

@@ -27,6 +27,7 @@ import numpy as np
 from aiohttp import web
 
 from edgeml.app.errors import ConfigError
+from edgeml.app.model_metrics import ProviderFallbacks
 from edgeml.app.serve_metrics import CONTENT_TYPE, EngineMetrics
 from edgeml.app.web.auth import bearer_middleware
 from edgeml.models.inference import (
@@ -61,6 +62,7 @@ class ServedModel:
     signature: Signature
     manifest: ModelManifest
     platform: str = "onnxruntime_onnx"
+    providers: tuple[str, ...] = ()  # what the replicas' session runs on
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -94,6 +96,7 @@ class OipServer:
         self.aliases = {a: t for a, t in known.items() if t in self.models and a not in self.models}
         self.token = token
         self.metrics = EngineMetrics(engine)
+        self.metrics.registry.register(ProviderFallbacks())  # edgeml_provider_fallbacks
 
     # -- application ----------------------------------------------------------------------------
 
@@ -229,8 +232,11 @@ def build_server(
     config: TaskConfig | None = None,
     token: str | None = None,
     seed: int | None = 0,
+    providers: Sequence[str] | None = None,
 ) -> OipServer:
-    """A server for `model_ids` (default: every model with a promoted version)."""
+    """A server for `model_ids` (default: every model with a promoted version), its ONNX
+    sessions on `providers` (an ordered execution-provider wish list, default CPU; a missing
+    one falls back to CPU, logged once and counted in `edgeml_provider_fallbacks`)."""
     ids = list(model_ids) or [m for m in registry.model_ids() if registry.promoted_version(m)]
     if not ids:
         raise ConfigError(f"no promoted model to serve in {registry.root}")
@@ -238,10 +244,12 @@ def build_server(
     served: list[ServedModel] = []
     for model_id in ids:
         manifest = registry.manifest(model_id)
-        backends = onnx_replicas(registry, model_id, replicas)
+        backends = onnx_replicas(registry, model_id, replicas, providers=providers)
         engine.add_task(model_id, backends, config, golden=golden_set(registry, model_id))
+        took = tuple(backends[0].metadata.get("providers") or ())
+        signature = backends[0].signature
         served.append(
-            ServedModel(model_id, manifest.version, model_id, backends[0].signature, manifest)
+            ServedModel(model_id, manifest.version, model_id, signature, manifest, providers=took)
         )
     return OipServer(engine, served, token=token)
 

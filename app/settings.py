@@ -186,8 +186,10 @@ class Settings(BaseSettings):
     failure_weights: str = Field(
         default="", description="weighted strategy / aggregation: 'backend-or-ref=w,...'."
     )
-    failure_aggregation: Literal["none", "mean", "max", "vote"] = Field(
-        default="none", description="none: first answer wins; else fan out and combine."
+    failure_aggregation: Literal["none", "mean", "max", "vote", "stack"] = Field(
+        default="none",
+        description="none: first answer wins; else fan out and combine (stack: logistic "
+        "regression over the backends' logits, learned from delayed maintenance labels).",
     )
     failure_fanout: int = Field(default=0, ge=0, description="Backends per call; 0 = all.")
     failure_timeout_s: float = Field(

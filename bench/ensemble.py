@@ -18,7 +18,13 @@ the worker's feature rows, label = failure within 300 s, every negative kept) on
 
 Aggregations: the engine's own `Aggregation` ("mean", "max", "vote") and two fitted ones:
 `weighted` (mean with the member weight that maximises ROC AUC on the fit seeds, grid 0.05) and
-`stacking` (logistic regression on the members' logits, fitted on the fit seeds).
+`stacking` (logistic regression on the members' logits, fitted on the fit seeds), and the
+engine's `stack` learned online (`models.inference.stacking.Stacker`), prequentially: one
+stacker, started cold, goes through the held-out seeds and then the untuned ones in event-time
+order, scoring each 10 s of rows before it learns anything newer, and learning a row's label
+only once the horizon (300 s) has passed after it, as delayed labels arrive in the worker.
+`online-stack` learns every row's label; `online-stack/30s` one row per device every 30 s of
+event time, as the worker's label buffer keeps them (`ScorerConfig.label_every_s`).
 
 Figures per data set: ROC AUC, PR AUC (average precision), precision / recall / F1 at 0.5, and
 ΔAUC vs the best member with a 95 % interval from a block bootstrap (blocks of 250 s of event
@@ -42,6 +48,7 @@ if str(ROOT) not in sys.path:
 
 from edgeml.models.inference.aggregate import Aggregation, Method  # noqa: E402
 from edgeml.models.inference.comparison import quality, roc_auc  # noqa: E402
+from edgeml.models.inference.stacking import Stacker  # noqa: E402
 from edgeml.models.registry import FAILURE_MODEL_ID, ModelRegistry, SessionCache  # noqa: E402
 
 BLOCK_S = 250  # bootstrap block: 250 s of event time (1 reading/s/device)
@@ -128,6 +135,46 @@ class Fitted:
             "weighted": scores @ self.weights,
             "stacking": self.stack.predict_proba(_logit(scores))[:, 1],
         }
+
+
+HORIZON_S = 300  # the label: a failure within 300 s; known once 300 s have passed
+STEP_S = 10  # prequential: score 10 s of rows, then learn the labels that became known
+
+
+def online_stack(
+    parts: list[dict[str, np.ndarray]], names: list[str], devices: int, label_every_s: int
+) -> tuple[list[np.ndarray], Stacker]:
+    """Prequential scores of one online stacker over `parts` (seeds, in order): each chunk of
+    STEP_S seconds is scored before any label of it or later is learned; a row's label is
+    learned once HORIZON_S seconds have passed after it (at a seed's end, all that remain)."""
+    stacker = Stacker(names)
+    out = []
+    for part in parts:
+        scores, y = part["scores"], part["y"].astype(bool)
+        second = np.arange(len(y)) // devices  # event time: one row per device per second
+        learnable = (second % label_every_s) == 0
+        pred = np.empty(len(y))
+        done = 0  # rows [0, done) have had their labels learned (those that are learnable)
+
+        def learn(lo: int, hi: int, s: np.ndarray = scores, keep: np.ndarray = learnable,
+                  yy: np.ndarray = y) -> None:  # fmt: skip
+            rows = np.arange(lo, hi)
+            rows = rows[keep[rows]]
+            if len(rows):
+                stacker.learn({n: s[rows, i] for i, n in enumerate(names)}, yy[rows])
+
+        for start in range(0, int(second[-1]) + 1, STEP_S):
+            lo = int(np.searchsorted(second, start))
+            hi = int(np.searchsorted(second, start + STEP_S))
+            pred[lo:hi] = stacker.combine({n: scores[lo:hi, i] for i, n in enumerate(names)})
+            # labels known by the end of this chunk: rows older than the horizon
+            known = int(np.searchsorted(second, start + STEP_S - HORIZON_S))
+            if known > done:
+                learn(done, known)
+                done = known
+        learn(done, len(y))
+        out.append(pred)
+    return out, stacker
 
 
 def combined(scores: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
@@ -232,6 +279,13 @@ def main(argv: list[str] | None = None) -> int:
         return out
 
     holdout, untuned = load(args.holdout_seeds), load(args.eval_seeds)
+    online: dict[str, list[np.ndarray]] = {}
+    stackers: dict[str, Stacker] = {}
+    for label, every in (("online-stack", 1), ("online-stack/30s", 30)):
+        online[label], stackers[label] = online_stack(
+            [*holdout, *untuned], names, args.devices, every
+        )
+    n_hold = len(holdout)
     reports = []
     # held-out seeds: fitted aggregations cross-fitted between the seeds
     parts = []
@@ -244,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     cat = {k: np.concatenate([d[k] for d in holdout]) for k in ("y", "block", "scores")}
     ens = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    ens.update({k: np.concatenate(v[:n_hold]) for k, v in online.items()})
     member_scores = {n: cat["scores"][:, i] for i, n in enumerate(names)}
     reports.append(evaluate(f"held-out seeds {args.holdout_seeds} (cross-fitted)", cat["y"],
                             cat["block"], member_scores, ens, args.bootstrap))  # fmt: skip
@@ -251,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     fitted = Fitted(cat["scores"], cat["y"])
     ev = {k: np.concatenate([d[k] for d in untuned]) for k in ("y", "block", "scores")}
     ens = {**combined(ev["scores"], names), **fitted.apply(ev["scores"])}
+    ens.update({k: np.concatenate(v[n_hold:]) for k, v in online.items()})
     member_scores = {n: ev["scores"][:, i] for i, n in enumerate(names)}
     reports.append(evaluate(f"untuned seeds {args.eval_seeds}", ev["y"], ev["block"],
                             member_scores, ens, args.bootstrap))  # fmt: skip
@@ -258,6 +314,10 @@ def main(argv: list[str] | None = None) -> int:
         show(report)
     weights = dict(zip(names, fitted.weights.round(2).tolist(), strict=True))
     print(f"\nweighted mean fitted on all held-out rows: weights {weights}")
+    for label, stacker in stackers.items():
+        learned = {n: round(w, 3) for n, w in stacker.weights.items()}
+        print(f"{label} at the end: weights {learned}, bias {stacker.bias:.3f}, "
+              f"{stacker.labels_seen:,} labels ({stacker.positives:,} positive)")  # fmt: skip
     corr = np.corrcoef(ev["scores"].T)
     pairs = [f"{a} ~ {b}: {corr[i, j]:.4f}" for i, a in enumerate(names)
              for j, b in enumerate(names) if i < j]  # fmt: skip

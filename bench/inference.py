@@ -1,7 +1,7 @@
 """Inference engine bench (issue #14): calls/s and p50/p99 per backend kind, and the engine's
 overhead over a bare ONNX call.
 
-    python -m bench.inference [--quick] [--markdown]
+    python -m bench.inference [--quick] [--only kinds|providers]
 
 Kinds, each on the promoted `failure-gbm` of a fresh copy of the shipped registry:
 
@@ -18,6 +18,13 @@ Kinds, each on the promoted `failure-gbm` of a fresh copy of the shipped registr
 
 Single-caller kinds run sequentially, so calls/s is 1 / mean latency; rows 1, 64 and 500 (the
 worker's batch maximum). The overhead line is engine p50 minus bare p50 at the same rows.
+
+Per provider (`--only providers` runs just this part): `InferenceEngine.infer` over one
+in-process replica built by `onnx_replicas(..., providers=[p])` for each execution provider
+this onnxruntime build has (CPU with the plain wheel; OpenVINO in `.cache/venv-openvino`,
+CUDA / TensorRT with `onnxruntime-gpu`), with what the session runs on, graph nodes per
+provider (one profiled run: a provider can be in the session and run no node) and max |score -
+CPU score| over 500 holdout rows.
 """
 
 from __future__ import annotations
@@ -39,7 +46,6 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import ROOT, free_port
 from edgeml.models.inference import (
     Backend,
     BackendError,
@@ -49,6 +55,12 @@ from edgeml.models.inference import (
     RemoteBackend,
     TaskConfig,
     onnx_replicas,
+)
+from edgeml.models.inference.providers import (
+    ALIASES,
+    KNOWN,
+    available_providers,
+    node_placement,
 )
 from edgeml.models.registry import FAILURE_MODEL_ID, ModelRegistry, SessionCache
 from edgeml.models.shipped import seed_registry
@@ -113,6 +125,10 @@ async def _concurrent(backend: Backend, x: np.ndarray, clients: int,
 
 
 def _start_serve(root: Path) -> tuple[subprocess.Popen[bytes], str]:
+    # here, not at the top: bench.common needs the app's settings (pydantic), which a side
+    # venv with only the provider wheel and the core (`--only providers`) does not have
+    from bench.common import ROOT, free_port
+
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEML_")}
     env["EDGEML_HOME"] = str(root.parent)
@@ -197,6 +213,74 @@ def run(quick: bool = False) -> dict[str, dict[str, float]]:
     return out
 
 
+def short_names(providers: list[str]) -> str:
+    """`["OpenVINOExecutionProvider", "CPUExecutionProvider"]` -> `openvino+cpu`."""
+    short = {name: alias for alias, name in reversed(list(ALIASES.items()))}
+    return "+".join(short.get(p, p) for p in providers)
+
+
+def run_providers(quick: bool = False) -> list[dict[str, Any]]:
+    """One engine-local case per execution provider this build has (module docstring)."""
+    tmp = Path(tempfile.mkdtemp(prefix="edgeml-bench-providers-"))
+    seed_registry(tmp / "artifacts")
+    registry = ModelRegistry(tmp / "artifacts", sessions=SessionCache())
+    model_bytes = registry.model_bytes(FAILURE_MODEL_ID)
+    holdout, _ = registry.holdout(FAILURE_MODEL_ID)
+    x_check = np.ascontiguousarray(holdout[:500], dtype=np.float32)
+    xs = {r: x_check[:r] for r in ROWS}
+    scale = 5 if quick else 1
+    n = {1: 5000 // scale, 64: 3000 // scale, 500: 1000 // scale}
+    names = [p for p in available_providers() if p in KNOWN]
+    names.sort(key=lambda p: p != "CPUExecutionProvider")  # CPU first: the reference
+    cases: list[dict[str, Any]] = []
+    cpu_scores: np.ndarray | None = None
+
+    async def one(provider: str) -> dict[str, Any]:
+        (backend,) = onnx_replicas(registry, FAILURE_MODEL_ID, 1, providers=[provider])
+        engine = InferenceEngine(seed=0)
+        engine.add_task("t", [backend], TaskConfig(probe_interval_s=0))
+        scores = (await backend.infer({"input": x_check}))["score"]
+        timings = {
+            rows: await _async(partial(engine.infer, "t", {"input": x}), n[rows])
+            for rows, x in xs.items()
+        }
+        await engine.close()
+        return {
+            "provider": short_names([provider]),
+            "session": short_names(backend.metadata.get("providers") or []),
+            "nodes": node_placement(model_bytes, [provider], x_check[:8]),
+            "timings": timings,
+            "scores": scores,
+        }
+
+    for provider in names:
+        case = asyncio.run(one(provider))
+        scores = case.pop("scores")
+        cpu_scores = scores if cpu_scores is None else cpu_scores
+        case["max_abs_diff_vs_cpu"] = float(np.max(np.abs(scores - cpu_scores)))
+        cases.append(case)
+    return cases
+
+
+def providers_markdown(cases: list[dict[str, Any]]) -> str:
+    lines = [
+        f"Per execution provider ({FAILURE_MODEL_ID}, engine over one in-process replica):",
+        "",
+        "| provider | session runs on | nodes by provider | rows | calls/s | p50 ms | p99 ms "
+        "| max \\|Δ\\| vs CPU |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for case in cases:
+        nodes = ", ".join(f"{short_names([p])} {k}" for p, k in case["nodes"].items())
+        for rows, r in case["timings"].items():
+            lines.append(
+                f"| {case['provider']} | {case['session']} | {nodes} | {rows} | "
+                f"{r['calls_per_s']:,.0f} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | "
+                f"{case['max_abs_diff_vs_cpu']:.1e} |"
+            )
+    return "\n".join(lines)
+
+
 def markdown(results: dict[str, dict[str, float]]) -> str:
     lines = ["| kind | rows | calls/s | p50 ms | p99 ms |", "|---|---|---|---|---|"]
     for key, r in results.items():
@@ -219,14 +303,22 @@ def main() -> None:
     logging.getLogger("edgeml").setLevel(logging.ERROR)  # breaker lines of the overload case
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a fifth of the calls")
+    parser.add_argument(
+        "--only", choices=("kinds", "providers"), help="one part (default: both, kinds first)"
+    )
     args = parser.parse_args()
     began = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    results = run(quick=args.quick)
+    results = run(quick=args.quick) if args.only != "providers" else None
+    cases = run_providers(quick=args.quick) if args.only != "kinds" else None
+    flags = (" --quick" if args.quick else "") + (f" --only {args.only}" if args.only else "")
     print(
-        f"python -m bench.inference{' --quick' if args.quick else ''} | {began} | "
+        f"python -m bench.inference{flags} | {began} | "
         f"{platform.machine()} {os.cpu_count()} cores, load avg {os.getloadavg()[0]:.1f}"
     )
-    print(markdown(results))
+    if results is not None:
+        print(markdown(results))
+    if cases is not None:
+        print(("\n" if results is not None else "") + providers_markdown(cases))
 
 
 if __name__ == "__main__":

@@ -151,6 +151,11 @@ class Scorer:
         names = _model_inputs(failure_model) or failure_inputs()
         self.failure_inputs = FailureInputs(names, c.features)
         self.online = OnlineFailureModel(self.failure_inputs.names)
+        # the `stack` aggregation's stacker learns from the same labelled rows (else None)
+        sink = getattr(failure_model, "label_sink", None)
+        self._label_sink: Callable[[np.ndarray, list[bool]], None] | None = (
+            sink() if callable(sink) else None
+        )
         self.keep_failure_rows = keep_failure_rows
         self._pending: dict[str, list[MaintenanceEvent]] = defaultdict(list)
         if c.detector_mode not in ("residual", "hst", "both"):
@@ -474,7 +479,7 @@ class Scorer:
         if state.rows[0][0] < keep_after:
             old = [r for r in state.rows if r[0] < keep_after]
             state.rows = [r for r in state.rows if r[0] >= keep_after]
-            self.online.learn_many([r[1:] for r in old], [False] * len(old))
+            self._learn_labels([r[1:] for r in old], [False] * len(old))
 
     def learn_maintenance(self, event: MaintenanceEvent, state: DeviceState | None = None) -> None:
         """Learn from a maintenance event. With the device's `state` it applies now; without,
@@ -495,9 +500,19 @@ class Scorer:
         rows = [r for r in state.rows if r[0] < event.ts]
         labels = [r[0] >= horizon_start for r in rows]
         if rows:
-            self.online.learn_many([r[1:] for r in rows], labels)
+            self._learn_labels([r[1:] for r in rows], labels)
         self.online.failures += 1
         state.rows = [r for r in state.rows if r[0] >= event.ts]
+
+    def _learn_labels(self, rows: list[list[float]], labels: list[bool]) -> None:
+        """Labelled canonical rows (the label buffer's) to the online model and the stacker, as
+        `_fill_failure` predicts on them: clipped, in the model's input order (learning the
+        canonical order under the manifest's names mislearned any model whose inputs are not
+        in canonical order)."""
+        x = self.failure_inputs.matrix(rows)
+        self.online.learn_many(x.astype(np.float64).tolist(), labels)
+        if self._label_sink is not None:
+            self._label_sink(x, labels)
 
 
 def _clamp(x: float) -> float:

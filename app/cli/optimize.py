@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from edgeml.app.cli.models import ROOT_OPTION, open_registry
+from edgeml.app.cli.providers import parse_providers, providers_option
 from edgeml.app.errors import EdgeMLError
 
 __all__ = ["MissingExtra", "add_to"]
@@ -32,7 +33,11 @@ Steps (canonical order; each optional): trees (fewer trees), prune (50 % magnitu
 (int8), static (QDQ int8, calibrated on the holdout's first half), fp16, graph (ORT offline
 optimization saved as the artifact), compress (zstd). Number formats are measured side by side
 and one is kept by --objective. The result is registered as a child version only when its
-quality loss is within budget; otherwise the command prints the table and exits 1."""
+quality loss is within budget; otherwise the command prints the table and exits 1.
+
+--providers adds per-provider p50 and quality-delta columns (each candidate on a session on
+[provider, CPU]); what is kept is decided on CPU's figures, and a provider this onnxruntime
+build lacks is reported as fallen back (one line), not an error."""
 
 
 def add_to(cli: typer.Typer) -> None:
@@ -66,8 +71,10 @@ def add_to(cli: typer.Typer) -> None:
         markdown: Path | None = typer.Option(  # noqa: B008
             None, "--markdown", dir_okay=False, help="Also write the report as markdown here."
         ),
+        providers: list[str] = providers_option(),  # noqa: B008
         root: Path | None = ROOT_OPTION,
     ) -> None:
+        wished = parse_providers(providers) or ["cpu"]
         _require_train_extra()
         from rich.console import Console
 
@@ -97,6 +104,7 @@ def add_to(cli: typer.Typer) -> None:
             threads=threads,
             register=register,
             timing_s=timing_s,
+            providers=wished,
         )
         if markdown is not None:
             markdown.write_text(report.to_markdown())
@@ -106,6 +114,8 @@ def add_to(cli: typer.Typer) -> None:
             wide = None if sys.stdout.isatty() else 200  # pipes and logs get the whole table
             console = Console(highlight=False, width=wide)
             console.print(report.to_table())
+            for line in report.provider_lines():
+                console.print(line)
             for note in report.notes:
                 console.print(f"note: {note}")
             if report.within_budget:

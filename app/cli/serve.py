@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from edgeml.app.cli.models import ROOT_OPTION, open_registry
+from edgeml.app.cli.providers import parse_providers, providers_option, short_names
 
 __all__ = ["add_to"]
 
@@ -30,9 +31,11 @@ def add_to(cli: typer.Typer) -> None:
         probe_interval_s: float = typer.Option(
             10.0, "--probe-interval-s", min=0.0, help="Golden-set probe interval (0: at start)."
         ),
+        providers: list[str] = providers_option(),  # noqa: B008
         root: Path | None = ROOT_OPTION,
     ) -> None:
         """Serve models over OIP v2 (KServe v2 / Triton REST); token: EDGEML_WEB_TOKEN."""
+        wished = parse_providers(providers)
         from aiohttp import web
 
         from edgeml.app.serve import build_server
@@ -53,8 +56,12 @@ def add_to(cli: typer.Typer) -> None:
             probe_interval_s=probe_interval_s,
         )
         token = settings.web_token.get_secret_value() if settings.web_token else None
-        server = build_server(registry, model, replicas=replicas, config=config, token=token)
-        names = ", ".join(f"{m.name}@{m.version}" for m in server.models.values())
+        server = build_server(
+            registry, model, replicas=replicas, config=config, token=token, providers=wished
+        )
+        names = ", ".join(
+            f"{m.name}@{m.version} on {short_names(m.providers)}" for m in server.models.values()
+        )
 
         def ready(_message: str) -> None:
             typer.echo(f"edgeml serve: listening on http://{host}:{port} ({names})")

@@ -22,6 +22,14 @@ The Scorer turns NaN into 0.0 (`np.nan_to_num`), so the pipeline asks the adapte
 batch (`take_answer`): which backends were called and how long each took (the prediction's
 `models["failure_backends"]`), and, when nobody answered, the reason, which the pipeline
 publishes as `failure_prob: null` + `failure_reason` (`models.pipeline`).
+
+Delayed labels for the `stack` aggregation: the Scorer hands the rows its label buffer labels
+(`label_sink`, the same rows and labels the online failure model learns) to `learn_labels`,
+which queues them (at most `max_label_rows`, oldest dropped). The next `predict` appends up to
+`label_rows_per_call` of them to its batch, so every backend scores them in the call it makes
+anyway, and the stacker learns from those member scores (`InferenceEngine.learn`); the
+caller gets only its own rows back. No extra call, nothing recorded per prediction; a backend
+re-scores a labelled row with the version it serves now (the stacker weighs today's members).
 """
 
 from __future__ import annotations
@@ -30,7 +38,8 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
-from collections.abc import Coroutine, Sequence
+from collections import deque
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Literal, TypeVar
 
 import numpy as np
@@ -41,6 +50,7 @@ from edgeml.models.inference.errors import InferenceError
 from edgeml.models.inference.health import GoldenSet
 from edgeml.models.inference.loading import golden_set, onnx_replicas
 from edgeml.models.inference.pool import PoolSpec, build_backends
+from edgeml.models.inference.stacking import Stacker
 from edgeml.models.manifest import (
     ModelAnnouncement,
     ModelManifest,
@@ -111,6 +121,8 @@ class EngineFailureModel:
         input_name: str | None = None,
         margin_s: float = 0.5,
         on_down: Literal["nan", "raise"] = "nan",
+        max_label_rows: int = 4096,
+        label_rows_per_call: int = 256,
     ) -> None:
         if on_down not in ("nan", "raise"):
             raise ValueError(f"on_down must be 'nan' or 'raise', got {on_down!r}")
@@ -128,6 +140,11 @@ class EngineFailureModel:
         self._untaken: InferenceResult | None = None
         self._ref = manifest.ref
         self._wait_s = pool.config.deadline_s + margin_s
+        # delayed labels waiting for the next call (`stack` only): (row, label)
+        self._labels: deque[tuple[np.ndarray, bool]] = deque(maxlen=max_label_rows)
+        self._labels_lock = threading.Lock()
+        self.label_rows_per_call = label_rows_per_call
+        self.labels_dropped = 0
 
     @property
     def ref(self) -> str:
@@ -138,6 +155,10 @@ class EngineFailureModel:
         x = np.ascontiguousarray(features, dtype=np.float32)
         if x.ndim == 1:
             x = x[None, :]
+        n = len(x)
+        labelled = self._take_labels(x.shape[1]) if self._labels else []
+        if labelled:
+            x = np.concatenate([x, np.stack([r for r, _ in labelled])])
         try:
             result = self.runner.run(
                 self.engine.infer(self.task, {self.input_name: x}), self._wait_s
@@ -145,15 +166,90 @@ class EngineFailureModel:
         except concurrent.futures.TimeoutError:
             reason = f"the inference engine did not answer within {self._wait_s:.3g} s"
             result = InferenceResult(self.task, None, reason)
+        if labelled:
+            self._learn(result, n, labelled)
         self.last = self._untaken = result
         if result.value is not None:
             self._ref = result.model_ref or self._ref
             return np.asarray(result.value, dtype=np.float64)
         self.down_calls += 1
-        log.warning("task %s: no failure score for %d rows: %s", self.task, len(x), result.reason)
+        log.warning("task %s: no failure score for %d rows: %s", self.task, n, result.reason)
         if self.on_down == "raise":
             raise InferenceError(f"task {self.task}: {result.reason}")
-        return np.full(len(x), np.nan)
+        return np.full(n, np.nan)
+
+    # -- delayed labels (the `stack` aggregation) ------------------------------------------------
+
+    def label_sink(self) -> Callable[[np.ndarray, Sequence[bool]], None] | None:
+        """Where the Scorer sends labelled rows (`learn_labels`); None unless the task
+        aggregates by `stack` (then the Scorer sends nothing)."""
+        return self.learn_labels if self.engine.tasks[self.task].stacker is not None else None
+
+    def learn_labels(self, rows: np.ndarray, labels: Sequence[bool]) -> None:
+        """Queue labelled rows ((n, k), in `predict`'s column order) for the stacker; they are
+        scored and learned with the next `predict` (module docstring)."""
+        x = np.asarray(rows, dtype=np.float32)
+        if x.ndim != 2 or len(x) != len(labels):
+            raise ValueError(f"{x.shape} rows for {len(labels)} labels")
+        with self._labels_lock:
+            full = self._labels.maxlen or 0
+            self.labels_dropped += max(0, len(self._labels) + len(x) - full)
+            self._labels.extend(zip(x, (bool(v) for v in labels), strict=True))
+
+    def flush_labels(self) -> int:
+        """Score and learn every queued label now (tests, shutdown); returns rows learned."""
+        learned = 0
+        while self._labels:
+            labelled = self._take_labels(len(self._labels[0][0]))
+            if not labelled:
+                continue
+            x = np.stack([r for r, _ in labelled])
+            try:
+                result = self.runner.run(
+                    self.engine.infer(self.task, {self.input_name: x}), self._wait_s
+                )
+            except concurrent.futures.TimeoutError:
+                result = InferenceResult(self.task, None, "the inference engine did not answer")
+            if result.value is None:
+                self._learn(result, 0, labelled)  # back in the queue
+                break
+            learned += self._learn(result, 0, labelled)
+        return learned
+
+    @property
+    def stacker(self) -> Stacker | None:
+        """The task's stacker (`stack` aggregation), else None."""
+        return self.engine.tasks[self.task].stacker
+
+    def _take_labels(self, width: int) -> list[tuple[np.ndarray, bool]]:
+        with self._labels_lock:
+            out: list[tuple[np.ndarray, bool]] = []
+            while self._labels and len(out) < self.label_rows_per_call:
+                row, label = self._labels.popleft()
+                if len(row) == width:  # a row of another layout (a schema change) is dropped
+                    out.append((row, label))
+            return out
+
+    def _learn(
+        self, result: InferenceResult, n: int, labelled: list[tuple[np.ndarray, bool]]
+    ) -> int:
+        """Teach the stacker the member scores of the labelled rows (those after the first
+        `n`) and cut them from `result`; when nobody answered, the rows wait for the next call.
+        Returns the rows learned."""
+        if result.value is None or not result.members:
+            with self._labels_lock:
+                self._labels.extendleft(reversed(labelled))
+            return 0
+        answers = {name: np.asarray(a)[n:] for name, a in result.members.items()}
+        result.value = result.value[:n]
+        result.outputs = {k: v[:n] for k, v in result.outputs.items()}
+        result.members = {k: np.asarray(v)[:n] for k, v in result.members.items()}
+        try:
+            return self.engine.learn(self.task, answers, [label for _, label in labelled])
+        except Exception as exc:  # learning is best effort: never the caller's failure
+            log.warning("task %s: the stacker did not learn %d labels: %s", self.task,
+                        len(labelled), exc)  # fmt: skip
+            return 0
 
     def take_answer(self) -> tuple[str, str | None] | None:
         """What the last `predict` since the previous `take_answer` did, once: the record of

@@ -45,6 +45,7 @@ from edgeml.models.inference.health import (
     probe,
 )
 from edgeml.models.inference.results import BackendCall, InferenceResult, TaskConfig
+from edgeml.models.inference.stacking import Stacker
 from edgeml.models.inference.strategies import Member
 
 __all__ = ["BackendCall", "InferenceEngine", "InferenceResult", "TaskConfig", "TaskPool"]
@@ -54,13 +55,28 @@ log = logging.getLogger(__name__)
 
 @dataclass(eq=False)
 class TaskPool:
-    """One task's backends, configuration and golden set (`InferenceEngine.add_task`)."""
+    """One task's backends, configuration and golden set (`InferenceEngine.add_task`), and,
+    with the `stack` aggregation, its `stacker` (learned from `InferenceEngine.learn`)."""
 
     name: str
     config: TaskConfig
     members: list[Member]
     golden: GoldenSet | None = None
     prober: asyncio.Task[None] | None = None
+    stacker: Stacker | None = None
+
+    def new_stacker(self) -> None:
+        """A cold stacker over the members (`stack` only), unless one over the same backend
+        names exists: learned weights belong to backend names. A hot swap renames in-process
+        replicas (`<model ref>#<i>`), so their stacker starts cold again; a remote backend
+        keeps its name, and its weight, across `replace`."""
+        agg = self.config.aggregation
+        if agg is None or agg.method != "stack":
+            return
+        names = [m.backend.name for m in self.members]
+        if self.stacker is not None and list(self.stacker.members) == names:
+            return
+        self.stacker = agg.new_stacker(names, [m.backend.model_ref for m in self.members])
 
     def ready(self) -> bool:
         return any(m.health.healthy for m in self.members)
@@ -76,6 +92,7 @@ class TaskPool:
                 m.backend.name: {"model": m.backend.model_ref, **m.health.snapshot()}
                 for m in self.members
             },
+            **({} if self.stacker is None else {"stack": self.stacker.summary()}),
         }
 
 
@@ -121,7 +138,19 @@ class InferenceEngine:
             for b in backends
         ]
         pool = self.tasks[task] = TaskPool(task, config, members, golden)
+        pool.new_stacker()
         return pool
+
+    def learn(
+        self, task: str, answers: Mapping[str, np.ndarray], labels: Sequence[bool] | np.ndarray
+    ) -> int:
+        """Teach `task`'s stacker delayed labels: `answers` (backend name -> (n,) scores of
+        labelled rows, e.g. an `InferenceResult.members`) and their `labels`. Returns the rows
+        learned; 0 when the task does not aggregate by `stack`."""
+        pool = self.tasks[task]
+        if pool.stacker is None:
+            return 0
+        return pool.stacker.learn(answers, labels)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -203,6 +232,7 @@ class InferenceEngine:
                 )
                 raise InferenceError(f"task {task!r}: no new backend passed its probe ({why})")
         old, pool.members, pool.golden = pool.members, fresh.members, golden
+        pool.new_stacker()
         # calls already running on the old backends get up to one deadline to finish
         until = self.clock() + pool.config.deadline_s
         while any(m.health.in_flight for m in old) and self.clock() < until:  # noqa: ASYNC110
@@ -334,8 +364,11 @@ class InferenceEngine:
             if answers:
                 reason = f"{len(answers)} of the {agg.min_answers} answers needed; {reason}"
             return InferenceResult(pool.name, None, reason, calls=calls)
-        value = agg.combine(answers, refs)
-        return InferenceResult(pool.name, value, None, {pool.config.output: value}, calls)
+        value = agg.combine(answers, refs, stacker=pool.stacker)
+        result = InferenceResult(pool.name, value, None, {pool.config.output: value}, calls)
+        if pool.stacker is not None:  # what a delayed label will teach the stacker
+            result.members = answers
+        return result
 
     async def _call(
         self, pool: TaskPool, m: Member, inputs: Tensors, rows: int, remaining: float

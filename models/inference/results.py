@@ -70,7 +70,8 @@ class BackendCall:
 @dataclass(slots=True)
 class InferenceResult:
     """The answer of one `infer`: the task's output (`value`, None when nobody answered, with
-    `reason`), the answering backend's outputs, and the record of every call made."""
+    `reason`), the answering backend's outputs, and the record of every call made.
+    `members`: each answering backend's scores (the `stack` aggregation only, else empty)."""
 
     task: str
     value: np.ndarray | None
@@ -78,6 +79,7 @@ class InferenceResult:
     outputs: dict[str, np.ndarray] = field(default_factory=dict)
     calls: list[BackendCall] = field(default_factory=list)
     seconds: float = 0.0
+    members: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

@@ -18,7 +18,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -26,8 +26,11 @@ from edgeml.models.latency import Timing, machine_label, measure
 from edgeml.models.manifest import ModelManifest
 from edgeml.models.optimize import transforms
 from edgeml.models.optimize.export import check_parity, export_sklearn, scrub_denormals
-from edgeml.models.optimize.report import OptimizationReport, StepResult
+from edgeml.models.optimize.report import OptimizationReport, ProviderResult, StepResult
 from edgeml.models.registry import ModelRegistry, score_output_name, session_options, to_scores
+
+if TYPE_CHECKING:
+    from edgeml.models.inference.providers import ProviderSpec
 
 __all__ = [
     "DEFAULT_STEPS",
@@ -44,6 +47,7 @@ NUMBER_FORMATS = ("dynamic", "static", "fp16")
 OBJECTIVES = ("balanced", "size", "latency")
 Objective = Literal["balanced", "size", "latency"]
 SLOWER_TOLERANCE = 1.10  # a candidate up to 10 % slower at p50 counts as "not slower" (noise)
+CPU = "CPUExecutionProvider"
 
 
 @dataclass(slots=True)
@@ -94,18 +98,20 @@ class _Bench:
     base_primary: float | None = None
     primary: str = "auc"
     notes: list[str] = field(default_factory=list)
+    providers: tuple[str, ...] = (CPU,)  # resolved ORT names; CPU's figures decide
 
-    def session(self, model_bytes: bytes) -> tuple[Any, float]:
-        import onnxruntime as ort
+    def session(self, model_bytes: bytes, provider: str = CPU) -> tuple[Any, float]:
+        """A session on `provider` (CPU closing the list, `provider_session`) and its creation
+        time in ms: the faster of two creations (the first pays one-time lazy init)."""
+        from edgeml.models.inference.providers import provider_session, resolve
 
+        choice = resolve([provider], available=[provider, CPU])
         best = float("inf")
         session: Any = None
-        for _ in range(2):  # the faster of two creations: the first pays one-time lazy init
+        for _ in range(2):
             start = time.perf_counter()
-            session = ort.InferenceSession(
-                model_bytes,
-                sess_options=session_options(self.threads),
-                providers=["CPUExecutionProvider"],
+            session, _ = provider_session(
+                model_bytes, choice, options=session_options(self.threads)
             )
             best = min(best, (time.perf_counter() - start) * 1000.0)
         return session, best
@@ -174,7 +180,7 @@ class _Bench:
         agreement = None
         if self.task == "classifier":
             agreement = float(np.mean((scores >= 0.5) == (self.base_scores >= 0.5)))
-        return StepResult(
+        result = StepResult(
             step=step,
             status="kept",
             applied_to=applied_to,
@@ -188,6 +194,53 @@ class _Bench:
             max_abs_diff=float(np.abs(scores - self.base_scores).max()),
             label_agreement=agreement,
         )
+        for provider in self.providers:
+            if provider == CPU:  # the figures above
+                result.providers[short_name(CPU)] = ProviderResult(
+                    provider=CPU,
+                    session_providers=[CPU],
+                    p50_us=result.p50_us,
+                    p99_us=result.p99_us,
+                    batch64_per_s=result.batch64_per_s,
+                    session_ms=result.session_ms,
+                    quality_delta=result.quality_delta,
+                    max_abs_diff=result.max_abs_diff,
+                )
+            else:
+                result.providers[short_name(provider)] = self.on_provider(provider, model_bytes)
+        return result
+
+    def on_provider(self, provider: str, model_bytes: bytes) -> ProviderResult:
+        """The candidate's latency and score delta on a session on [`provider`, CPU]; deltas
+        are against the fp32 baseline on CPU, so they hold the provider's numeric drift too."""
+        session, session_ms = self.session(model_bytes, provider)
+        took = list(session.get_providers())
+        if provider not in took:  # refused the graph or did not start (logged, counted)
+            return ProviderResult(
+                provider, took, note=f"fell back: the session runs on {', '.join(took)}"
+            )
+        predict = self.predictor(session)
+        scores = predict(self.x_eval)
+        quality = self.quality(scores, self.y_eval)
+        timing = self.timing(predict)
+        assert self.base_scores is not None
+        return ProviderResult(
+            provider=provider,
+            session_providers=took,
+            p50_us=round(timing.p50_us, 2),
+            p99_us=round(timing.p99_us, 2),
+            batch64_per_s=round(timing.batch64_per_s, 0),
+            session_ms=round(session_ms, 2),
+            quality_delta=round(quality[self.primary] - (self.base_primary or 0.0), 6),
+            max_abs_diff=float(np.abs(scores - self.base_scores).max()),
+        )
+
+
+def short_name(provider: str) -> str:
+    """`CPUExecutionProvider` -> `cpu` (the first alias of `models.inference.providers`)."""
+    from edgeml.models.inference.providers import ALIASES
+
+    return next((alias for alias, name in ALIASES.items() if name == provider), provider)
 
 
 def _split(x: np.ndarray, y: np.ndarray, notes: list[str]) -> tuple[np.ndarray, ...]:
@@ -215,6 +268,7 @@ def optimize(
     source: SourceModel | None = None,
     timing_s: float = 0.3,
     rounds: int = 3,
+    providers: Sequence[ProviderSpec] | None = None,
 ) -> OptimizationReport:
     """Optimize `model_id@version` (None = promoted) and return the measured report.
 
@@ -224,8 +278,18 @@ def optimize(
     `register` is set, something was kept, and its loss is within budget: `budget_auc` (AUC
     points lost, classifiers) or `budget_rmse` (relative RMSE increase, regressors).
     `report.within_budget` and `report.budget_message()` say how it went.
+
+    `providers` (an ordered execution-provider wish list, `models.inference.providers`;
+    default CPU) adds one latency / score-delta entry per resolved provider to every measured
+    step (`StepResult.providers`), each on a session on [provider, CPU]. What is kept is
+    decided on CPU's figures; a wished provider this build lacks is logged, counted and listed
+    in `report.provider_fallbacks`, never an error. Unknown names raise ValueError.
     """
+    from edgeml.models.inference.providers import available_providers, resolve
+
     steps = parse_steps(steps)
+    have = available_providers()
+    choice = resolve(providers or [CPU], available=have)
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     manifest = registry.manifest(model_id, version)
@@ -238,7 +302,7 @@ def optimize(
     budget = budget_auc if primary == "auc" else budget_rmse
     bench = _Bench(
         manifest.task, x_eval, y_eval, x_calib, y_calib, threads, timing_s, rounds,
-        primary=primary, notes=notes,
+        primary=primary, notes=notes, providers=choice.names,
     )  # fmt: skip
 
     base_bytes = transforms.scrub(registry.model_bytes(model_id, manifest.version))
@@ -334,7 +398,18 @@ def optimize(
         eval_rows=len(x_eval),
         calibration_rows=len(x_calib),
         notes=notes,
+        providers=[short_name(p) for p in choice.names],
+        provider_fallbacks={
+            short_name(p): f"{p} is not in this onnxruntime build ({', '.join(have)}): "
+            f"no {short_name(p)} figures"
+            for p in choice.missing
+        },
     )
+    for result in results:  # present, but a session did not take it (logged, counted)
+        for name, entry in result.providers.items():
+            if entry.p50_us is None:
+                why = f"{entry.provider} {entry.note} (first at step {result.step})"
+                report.provider_fallbacks.setdefault(name, why)
     if register and current.step != "fp32" and report.within_budget:
         registered = _register(registry, manifest, current, report)
         report.registered = registered.ref
@@ -513,6 +588,7 @@ def _compress(current: _Candidate) -> _Candidate:
         quality_delta=prev.quality_delta,
         max_abs_diff=prev.max_abs_diff,
         label_agreement=prev.label_agreement,
+        providers=dict(prev.providers),
     )
     return _Candidate("compress", current.model_bytes, result, compressed=True)
 

@@ -6,9 +6,25 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-__all__ = ["OptimizationReport", "StepResult"]
+__all__ = ["OptimizationReport", "ProviderResult", "StepResult"]
 
 Status = Literal["baseline", "kept", "rejected", "skipped", "failed"]
+
+
+@dataclass(slots=True)
+class ProviderResult:
+    """One step's figures on one execution provider (a session on [provider, CPU]); deltas are
+    against the fp32 baseline on CPU. `note` says when the session fell back to CPU."""
+
+    provider: str  # ORT's name, e.g. "OpenVINOExecutionProvider"
+    session_providers: list[str] = field(default_factory=list)  # what the session took
+    p50_us: float | None = None
+    p99_us: float | None = None
+    batch64_per_s: float | None = None
+    session_ms: float | None = None
+    quality_delta: float | None = None
+    max_abs_diff: float | None = None
+    note: str = ""
 
 
 @dataclass(slots=True)
@@ -28,6 +44,7 @@ class StepResult:
     quality_delta: float | None = None  # primary metric minus the baseline's (+ = better AUC)
     max_abs_diff: float | None = None  # vs the fp32 baseline's scores
     label_agreement: float | None = None  # vs the fp32 baseline's labels (classifiers)
+    providers: dict[str, ProviderResult] = field(default_factory=dict)  # "cpu", "openvino", ...
 
     @property
     def measured(self) -> bool:
@@ -54,6 +71,8 @@ class OptimizationReport:
     calibration_rows: int
     registered: str | None = None
     notes: list[str] = field(default_factory=list)
+    providers: list[str] = field(default_factory=lambda: ["cpu"])  # resolved, in order
+    provider_fallbacks: dict[str, str] = field(default_factory=dict)  # wished -> what happened
 
     def step(self, name: str) -> StepResult:
         for result in self.steps:
@@ -122,6 +141,8 @@ class OptimizationReport:
             "within_budget": self.within_budget,
             "registered": self.registered,
             "notes": self.notes,
+            "providers": self.providers,
+            "provider_fallbacks": self.provider_fallbacks,
         }
 
     def to_json(self) -> str:
@@ -130,9 +151,12 @@ class OptimizationReport:
     def rows(self) -> list[list[str]]:
         """Table cells (header first), shared by the rich table and the markdown."""
         metrics = ["auc", "f1", "accuracy"] if self.primary == "auc" else ["rmse"]
+        # The main columns are CPU's; every other provider gets its p50 and Δ columns.
+        others = [p for p in self.providers if p != "cpu"]
+        extra = [h for p in others for h in (f"p50 µs {p}", f"Δ{self.primary} {p}")]
         header = [
             "step", "status", "size", "x smaller", "p50 µs", "p99 µs", "batch64/s",
-            "session ms", *metrics, "Δ" + self.primary, "note",
+            "session ms", *metrics, "Δ" + self.primary, *extra, "note",
         ]  # fmt: skip
         base = self.baseline.size_bytes or 0
         out = [header]
@@ -150,10 +174,17 @@ class OptimizationReport:
                     _num(s.session_ms, 1),
                     *[_num(s.quality.get(m), 4) for m in metrics],
                     "" if s.quality_delta is None else f"{s.quality_delta:+.4f}",
+                    *[cell for p in others for cell in _provider_cells(s.providers.get(p))],
                     s.note,
                 ]
             )
         return out
+
+    def provider_lines(self) -> list[str]:
+        """`providers: cpu, openvino` and one line per wished provider that fell back."""
+        lines = [f"providers: {', '.join(self.providers)} (decisions on cpu)"]
+        lines += [f"fallback: {name}: {why}" for name, why in self.provider_fallbacks.items()]
+        return lines
 
     def to_markdown(self) -> str:
         rows = self.rows()
@@ -166,6 +197,7 @@ class OptimizationReport:
             "|" + "---|" * len(rows[0]),
         ]
         lines += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in rows[1:]]
+        lines += ["", *(f"- {line}" for line in self.provider_lines())]
         return "\n".join(lines) + "\n"
 
     def to_table(self) -> Any:
@@ -188,6 +220,13 @@ def _loss(primary: str, delta: float, base: float | None) -> float:
     if primary == "auc":
         return -delta
     return delta / base if base else delta
+
+
+def _provider_cells(entry: ProviderResult | None) -> tuple[str, str]:
+    if entry is None or entry.p50_us is None:
+        return ("fell back" if entry is not None else "", "")
+    delta = "" if entry.quality_delta is None else f"{entry.quality_delta:+.4f}"
+    return _num(entry.p50_us, 1), delta
 
 
 def _num(value: float | None, digits: int) -> str:

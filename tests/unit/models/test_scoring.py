@@ -184,3 +184,37 @@ def test_metric_budget_and_churn_keep_the_state_small():
         scorer.score(state, [SensorReading("d", t0 + i, i, {name: float(i % 7)})])
     assert len(state.detectors) <= scorer.config.features.max_metrics
     assert len(state.to_bytes()) < 64 * 1024
+
+
+class _Reversed:
+    """A failure model whose manifest lists the default inputs in reverse order."""
+
+    def __init__(self) -> None:
+        from types import SimpleNamespace
+
+        from edgeml.models.failure import failure_inputs
+
+        self.manifest = SimpleNamespace(inputs=list(reversed(failure_inputs())))
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        return np.zeros(len(features))
+
+
+def test_labels_are_learned_in_the_order_the_model_predicts_on(readings: list[SensorReading]):
+    """The online model learns rows as `_fill_failure` predicts on them: clipped and in the
+    model's input order, whatever order the manifest lists (it once learned canonical rows
+    under reversed names)."""
+    scorer = Scorer(failure_model=_Reversed())
+    assert scorer.failure_inputs.names == scorer.online.names != tuple(sorted(scorer.online.names))
+    learned: list[list[float]] = []
+    scorer.online.learn_many = lambda rows, labels: learned.extend(rows)  # type: ignore[method-assign]
+    dev = _by_device(readings)["dev-0001"]
+    state = scorer.new_state("dev-0001")
+    scorer.score(state, dev[:900])
+    canonical = [r[1:] for r in state.rows]
+    learned.clear()  # rows aged out as negatives while scoring went the same way
+    scorer.learn_maintenance(MaintenanceEvent("dev-0001", dev[899].ts + 1, "failure"), state)
+    assert canonical and len(learned) == len(canonical)
+    expected = scorer.failure_inputs.matrix(canonical).astype(np.float64)
+    np.testing.assert_array_equal(np.array(learned), expected)
+    assert not np.array_equal(expected, np.asarray(canonical, dtype=np.float64))

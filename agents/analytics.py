@@ -39,7 +39,9 @@ Exact after a crash or a rebalance (issue #9; see `agents.writeback` for the arg
   flush's partials), co-partitioned with the state, and every recovery resends what the
   outbox holds (`resend_after_recovery`): a partial that did arrive is ignored by its offset,
   one that did not is applied. What is left is a kill in the middle of the flush's own
-  synchronous local writes (between the state and the outbox: microseconds to a few ms).
+  synchronous local writes (between the state and the outbox: microseconds to a few ms),
+  and a restart from the changelogs after a kill that delivered the outbox's changelog
+  message but not all of its states' (different topics): counted twice (docs/faults.md).
 
 Dead letters are still at-least-once: a malformed message re-delivered in a batch with new
 readings of its partition is counted again (it carries no seq to recognise it by).

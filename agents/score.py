@@ -14,7 +14,7 @@ from edgeml.agents.writeback import WriteBackTable
 from edgeml.models.pipeline import BatchResult, Inbound, ReadingPipeline
 from edgeml.models.scoring import DeviceState
 
-__all__ = ["BatchObserver", "BatchProgress", "inbound", "register"]
+__all__ = ["BatchObserver", "BatchProgress", "inbound", "inbounds", "register"]
 
 # Called after each batch is scored and before its outputs are sent (metrics, analytics tables).
 # Table writes use the batch's events for their partition (`agents.writeback.in_partition_of`).
@@ -45,6 +45,14 @@ def inbound(event: faust.EventT) -> Inbound:
     return Inbound(message.key, message.value, message.topic, message.partition, message.offset)
 
 
+def inbounds(events: Sequence[faust.EventT]) -> list[Inbound]:
+    """`inbound` of every event of a batch, in order (one pass, no call per event)."""
+    return [
+        Inbound(m.key, m.value, m.topic, m.partition, m.offset)
+        for m in [event.message for event in events]
+    ]
+
+
 def register(
     app: faust.App,
     readings: faust.TopicT,
@@ -68,7 +76,7 @@ def register(
             progress.begin()
             try:  # a batch that raised is not "in progress" forever (the stall detector)
                 store = TableStateStore(states, events)
-                result = pipeline.process([inbound(event) for event in events], store)
+                result = pipeline.process(inbounds(events), store)
                 for observe in observers:
                     observe(result, events)
                 await publisher.publish(result.outbound)

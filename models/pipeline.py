@@ -218,7 +218,8 @@ class ReadingPipeline:
                 result.scored.append(outcome)
                 result.origins.append(index)
                 predictions.append(prediction_wire(outcome, model_ids, scored_at))
-                _emit_alerts(result, outcome.alerts, scored_at)
+                if outcome.alerts:  # most readings raise none: no call for them
+                    _emit_alerts(result, outcome.alerts, scored_at)
                 if outcome.late:
                     result.late += 1
                     result.outbound.append(

@@ -70,7 +70,7 @@ def state_sizes(values: Sequence[bytes]) -> dict[str, float]:
 def _state_bytes(value: bytes) -> bytes:
     """A changelog value is the raw state, or (Faust's json codec on bytes) a JSON string
     holding `repr(bytes)`; both give back the `DeviceState.to_bytes()` bytes."""
-    if value.startswith(b"EDS1"):
+    if value.startswith((b"EDS3", b"EDS2", b"EDS1")):  # the codec's magics (models.state)
         return value
     text = orjson.loads(value)
     if isinstance(text, str) and text.startswith(("b'", 'b"')):

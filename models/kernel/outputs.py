@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from edgeml.models.state import DeviceState
 
 _SEVERITY: tuple[Severity, Severity, Severity] = ("info", "warning", "critical")
+# a failure-model row not turned into a list (yet): `KernelRunner.run` fills it when needed
+LAZY_ROW: list[float] = []
 
 
 class Outputs:
@@ -84,8 +86,7 @@ class Outputs:
         keep_rows = scorer.keep_failure_rows
         label_every = scorer.config.label_every_s
         e_off = self.e_off
-        nr = len(readings)
-        row_block = self.o_row[r0 : r0 + nr].tolist()
+        o_row = self.o_row
         for i, reading in enumerate(readings):
             r = r0 + i
             oi = self.o_i[r]
@@ -122,10 +123,15 @@ class Outputs:
                 row = None
                 reason: str | None = f"no {', '.join(missing)} in the reading"
             else:
-                row = row_block[i]
+                # the row as a list only where one is kept: `KernelRunner.run` hands the
+                # failure model the rows as one array (LAZY_ROW stands in for the list)
+                row = LAZY_ROW
                 reason = None
                 if not oi[L.O_FROZEN] and reading.ts - state.last_row_ts >= label_every:
+                    row = o_row[r].tolist()
                     scorer._buffer_row(state, reading.ts, row)
+                if keep_rows and row is LAZY_ROW:
+                    row = o_row[r].tolist()
             scored = ScoredReading(  # positional: a keyword call costs ~0.3 µs more
                 reading, score, None if miss else 0.0, oi[L.O_ANOM] == 1, oi[L.O_LATE] == 1,
                 alerts, threshold, row if keep_rows else None, False, reason,

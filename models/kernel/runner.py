@@ -24,6 +24,7 @@ import numpy as np
 
 from edgeml.models.detectors import winsor_bias
 from edgeml.models.kernel import layout as L
+from edgeml.models.kernel.outputs import LAZY_ROW
 from edgeml.models.kernel.pack import Pack
 from edgeml.models.scored import ScoredReading
 from edgeml.topics.records import SensorReading
@@ -133,8 +134,14 @@ class KernelRunner:
                 results.append(exc)
                 continue
             results.append(scored)
-        if out is not None and row_ids and min(row_ids) >= 0:
-            # every failure-model row is the kernel's: the matrix straight from its array
-            # (a list of lists to float32 cost ~2.5 µs per row, 10% of a batched reading)
-            self.matrix = out.o_row[row_ids]
+        if out is not None and row_ids:
+            if min(row_ids) >= 0:
+                # every failure-model row is the kernel's: the matrix straight from its array
+                # (a list of lists to float32 cost ~2.5 µs per row, 10% of a batched reading)
+                self.matrix = out.o_row[row_ids]
+            else:  # mixed with the reference's rows: the kernel's as lists too
+                o_row = out.o_row
+                for i, r in enumerate(row_ids):
+                    if rows[i] is LAZY_ROW:
+                        rows[i] = o_row[r].tolist()
         return results

@@ -292,3 +292,36 @@ def test_a_device_with_few_readings_in_the_batch_goes_to_the_reference():
     assert (runner.compiled_devices, runner.reference_devices) == (0, 1)
     scorer.score(state, readings[2:])
     assert (runner.compiled_devices, runner.reference_devices) == (1, 1)
+
+
+def test_rows_left_in_the_arrays_give_the_reference_failure_risk():
+    """Without `keep_failure_rows` the kernel's rows stay in its arrays (`LAZY_ROW`): in a
+    batch all its own they reach the failure model as one matrix, in a batch mixed with the
+    reference's (a device with too few readings) as lists; the label buffer still gets each
+    row it keeps. Risk, flags and states equal the reference's either way."""
+    from edgeml.models.registry import load_promoted
+    from edgeml.models.shipped import SHIPPED_ROOT
+
+    model = load_promoted(SHIPPED_ROOT)
+    kernel, reference = Scorer(failure_model=model), Scorer(failure_model=model, kernel="reference")
+    assert kernel._kernel is not None and kernel._kernel.min_readings == 3
+    readings = _sim(7, 4, 900)
+    ids = sorted({r.device_id for r in readings})
+    by = {d: [r for r in readings if r.device_id == d] for d in ids}
+    sk = {d: kernel.new_state(d) for d in ids}
+    sr = {d: reference.new_state(d) for d in ids}
+    mixed = 0
+    for start in range(0, 900, 30):
+        # every fourth step one device sends only 2 readings: the reference takes it
+        sizes = {d: (2 if (start // 30 + i) % 4 == 0 else 30) for i, d in enumerate(ids)}
+        work_k = [(sk[d], by[d][start : start + sizes[d]]) for d in ids]
+        work_r = [(sr[d], by[d][start : start + sizes[d]]) for d in ids]
+        before = kernel._kernel.reference_devices
+        out_k, out_r = kernel.score_many(work_k), reference.score_many(work_r)
+        mixed += kernel._kernel.reference_devices > before
+        assert _close([_results(r) for r in out_k], [_results(r) for r in out_r])
+    assert mixed > 0 and kernel._kernel.compiled_devices > 0
+    probs = [s.failure_prob for r in out_k if isinstance(r, list) for s in r]
+    assert len({p for p in probs if p is not None}) > 1  # a real risk, not a constant
+    for d in ids:
+        assert sk[d].to_bytes() == sr[d].to_bytes()  # label buffers included

@@ -5,7 +5,7 @@ The worker's imports run without the optional imports no worker uses
 
 from __future__ import annotations
 
-from edgeml.app.process import configure_process, skipping_optional_imports
+from edgeml.app.process import configure_process, freeze_startup_heap, skipping_optional_imports
 from edgeml.app.settings import Settings
 
 with skipping_optional_imports():
@@ -16,3 +16,4 @@ __all__ = ["app", "settings"]
 settings = Settings()
 configure_process(settings)
 app = create_app(settings)
+freeze_startup_heap(settings)

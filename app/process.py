@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 from collections.abc import Iterator
@@ -9,7 +10,12 @@ from contextlib import contextmanager
 
 from edgeml.app.settings import Settings
 
-__all__ = ["WORKER_SKIPPED_IMPORTS", "configure_process", "skipping_optional_imports"]
+__all__ = [
+    "WORKER_SKIPPED_IMPORTS",
+    "configure_process",
+    "freeze_startup_heap",
+    "skipping_optional_imports",
+]
 
 # Optional dependencies of libraries the worker imports that its code never uses. river imports
 # scikit-learn only for `river.stream.iter_sklearn_dataset` (inside `try: ... except
@@ -46,3 +52,19 @@ def configure_process(settings: Settings) -> None:
         mode.loop.use("uvloop")
     for library in ("aiokafka", "faust", "mode", "kafka"):
         logging.getLogger(library).setLevel(settings.library_log_level)
+    if settings.gc_threshold:
+        # The hot path allocates short-lived containers by the thousand per batch (lists of a
+        # batch's outputs, wire dicts); at Python's 700 the young generation is collected
+        # several times per batch and every tenth young collection walks the middle one.
+        # Cycles among them are rare, so collecting less often costs little memory.
+        _, middle, old = gc.get_threshold()
+        gc.set_threshold(settings.gc_threshold, middle, old)
+
+
+def freeze_startup_heap(settings: Settings) -> None:
+    """Move every object alive now (modules, models, the app) to the GC's permanent
+    generation, so full collections no longer walk them: call once the app is built. Objects
+    made later (device states, Faust's runtime) are collected as usual."""
+    if settings.gc_threshold:
+        gc.collect()
+        gc.freeze()

@@ -16,7 +16,7 @@ from typing import cast
 
 import faust
 
-from edgeml.app.process import configure_process
+from edgeml.app.process import configure_process, freeze_startup_heap
 from edgeml.app.settings import Settings
 from edgeml.topics.declare import declare_topics
 
@@ -63,6 +63,7 @@ def create_noop_app(settings: Settings) -> faust.App:
 settings = Settings()
 configure_process(settings)  # the worker's loop and log floors: B differs from C only in work
 app = create_noop_app(settings)
+freeze_startup_heap(settings)
 
 if __name__ == "__main__":
     app.main()

@@ -1,6 +1,7 @@
 """What the worker process imports (issue #12, worker memory): `edgeml.app.main`, the module
 Faust's CLI loads in every worker, brings river but not scikit-learn (river's optional
-`iter_sklearn_dataset`: ~6 MB of RSS and ~150 modules no worker uses).
+`iter_sklearn_dataset`: ~6 MB of RSS and ~150 modules no worker uses). It also sets the GC up
+(`Settings.gc_threshold`: a higher young-generation threshold, the start-up heap frozen).
 
 `app.process.skipping_optional_imports` does it: it must block only inside, only
 modules not imported yet, and leave them importable afterwards.
@@ -19,9 +20,10 @@ import pytest
 from edgeml.app.process import skipping_optional_imports
 
 _PROBE = """
-import json, sys
+import gc, json, sys
 import edgeml.app.main as main
 print(json.dumps({
+    "gc": [gc.get_threshold()[0], gc.get_freeze_count() > 10_000],
     "sklearn": sorted(m for m in sys.modules if m == "sklearn" or m.startswith("sklearn.")),
     "river": "river.preprocessing" in sys.modules,
     "app": main.app.conf.id,
@@ -48,7 +50,12 @@ def test_the_worker_app_module_does_not_import_sklearn(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     seen = json.loads(result.stdout.strip().splitlines()[-1])
-    assert seen == {"sklearn": [], "river": True, "app": "imports-probe"}
+    assert seen == {
+        "gc": [20_000, True],
+        "sklearn": [],
+        "river": True,
+        "app": "imports-probe",
+    }
 
 
 def _module(tmp_path: Path, name: str) -> None:
@@ -98,3 +105,21 @@ def test_the_block_is_lifted_when_the_import_inside_fails(
     assert name not in sys.modules
     assert __import__(name).VALUE == 42
     monkeypatch.delitem(sys.modules, name)
+
+
+def test_gc_threshold_zero_keeps_python_defaults() -> None:
+    import gc
+
+    from edgeml.app.process import configure_process, freeze_startup_heap
+    from edgeml.app.settings import Settings
+
+    before, frozen = gc.get_threshold(), gc.get_freeze_count()
+    settings = Settings(gc_threshold=0, event_loop="asyncio")
+    configure_process(settings)
+    freeze_startup_heap(settings)
+    assert (gc.get_threshold(), gc.get_freeze_count()) == (before, frozen)
+    try:
+        configure_process(Settings(gc_threshold=5_000, event_loop="asyncio"))
+        assert gc.get_threshold() == (5_000, *before[1:])
+    finally:
+        gc.set_threshold(*before)

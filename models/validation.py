@@ -345,6 +345,13 @@ def _typed_decoders(limits: ValidationLimits) -> _TypedDecoders:
 def _parse_typed(raw: bytes, now: float, limits: ValidationLimits) -> ParsedMessage | None:
     """The message as `parse_message_reference` would accept it, or None: not accepted whole
     here (anything invalid, or a form the structs do not take), for the reference to decide."""
+    if not raw.isascii():
+        # msgspec skips an unknown key without checking its UTF-8 (b'{"\\x80x": 1}' decodes),
+        # orjson refuses the whole message: the reference decides anything not valid UTF-8
+        try:
+            raw.decode()
+        except UnicodeDecodeError:
+            return None
     decoders = _typed_decoders(limits)
     batched = b'"readings"' in raw  # a guess which decoder to try first; each checks itself
     try:

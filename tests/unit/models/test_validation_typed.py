@@ -259,3 +259,16 @@ def test_well_formed_messages_take_the_typed_path() -> None:
         assert typed is not None
         assert _facts(typed) == _facts(parse_message_reference(raw, NOW, DEFAULT))
         assert all(type(v) is float for r in typed.readings for v in r.metrics.values())
+
+
+def test_invalid_utf8_in_a_skipped_key_is_invalid_json():
+    """msgspec skips an unknown key without checking its UTF-8; orjson refuses the message
+    (found by the damaged-JSON property above): both paths must dead-letter it."""
+    raw = (
+        b'{"device_id": "dev-1", "ts": 1448880000.0, "seq": 0, '
+        b'"metrics": {"t": 0.0}, "\x80sent_at": null}'
+    )
+    assert _parse_typed(raw, NOW, DEFAULT) is None
+    parsed = parse_message(raw, NOW, DEFAULT)
+    assert parsed.readings == [] and [r.error_class for r in parsed.rejections] == ["InvalidJson"]
+    _assert_same(raw)

@@ -58,17 +58,18 @@ def test_the_worker_app_module_does_not_import_sklearn(tmp_path: Path) -> None:
     }
 
 
-def _module(tmp_path: Path, name: str) -> None:
+def _module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> str:
+    """A fresh importable module `name` (VALUE = 42), not imported yet."""
     (tmp_path / f"{name}.py").write_text("VALUE = 42\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    return name
 
 
 def test_a_skipped_module_raises_importerror_inside_and_imports_after(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    name = "edgeml_skip_probe_a"
-    _module(tmp_path, name)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, name, raising=False)
+    name = _module(tmp_path, monkeypatch, "edgeml_skip_probe_a")
     with skipping_optional_imports((name,)):
         with pytest.raises(ImportError):
             __import__(name)
@@ -83,9 +84,7 @@ def test_a_skipped_module_raises_importerror_inside_and_imports_after(
 def test_a_module_imported_before_is_left_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    name = "edgeml_skip_probe_b"
-    _module(tmp_path, name)
-    monkeypatch.syspath_prepend(str(tmp_path))
+    name = _module(tmp_path, monkeypatch, "edgeml_skip_probe_b")
     before = __import__(name)
     with skipping_optional_imports((name,)):
         assert __import__(name) is before
@@ -96,10 +95,7 @@ def test_a_module_imported_before_is_left_alone(
 def test_the_block_is_lifted_when_the_import_inside_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    name = "edgeml_skip_probe_c"
-    _module(tmp_path, name)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, name, raising=False)
+    name = _module(tmp_path, monkeypatch, "edgeml_skip_probe_c")
     with pytest.raises(RuntimeError), skipping_optional_imports((name,)):
         raise RuntimeError("an import inside failed")
     assert name not in sys.modules

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import faust
+from faust.exceptions import NotReady
 
 from edgeml.models.pipeline import Outbound, Role
 from edgeml.topics.declare import Topics
@@ -64,7 +65,9 @@ class Publisher:
             return partition
         try:
             partition = self._producer.key_partition(topic, key).partition
-        except Exception:  # no metadata for the topic yet (or no started producer): send decides
+        except (TypeError, NotReady):
+            # aiokafka has no partitions for the topic yet (`list(None)`), or the producer is
+            # not started: `send` picks the partition, as it would without the memo
             return None
         if partition is None or partition < 0:
             return None

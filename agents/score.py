@@ -46,11 +46,8 @@ def inbound(event: faust.EventT) -> Inbound:
 
 
 def inbounds(events: Sequence[faust.EventT]) -> list[Inbound]:
-    """`inbound` of every event of a batch, in order (one pass, no call per event)."""
-    return [
-        Inbound(m.key, m.value, m.topic, m.partition, m.offset)
-        for m in [event.message for event in events]
-    ]
+    """`inbound` of every event of a batch, in order."""
+    return [inbound(event) for event in events]
 
 
 def register(

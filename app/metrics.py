@@ -192,7 +192,8 @@ class LagCollector:
                 continue
             try:
                 end = app.consumer.highwater(tp)
-            except Exception:
+            except Exception:  # revoked since `assignment()` (a rebalance): no gauge this scrape
+                log.debug("no high watermark for %s", tp, exc_info=True)
                 continue
             if end is None:
                 continue

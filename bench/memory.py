@@ -47,6 +47,7 @@ from bench.common import (
 from bench.ladder import load_result, run_load
 from bench.load import LoadSpec
 from bench.systems import changelog_topic, input_topic, output_topic, start
+from edgeml.models.state import STATE_MAGICS
 
 __all__ = ["main", "memory_command", "model_state_bytes", "state_sizes"]
 
@@ -70,7 +71,7 @@ def state_sizes(values: Sequence[bytes]) -> dict[str, float]:
 def _state_bytes(value: bytes) -> bytes:
     """A changelog value is the raw state, or (Faust's json codec on bytes) a JSON string
     holding `repr(bytes)`; both give back the `DeviceState.to_bytes()` bytes."""
-    if value.startswith((b"EDS3", b"EDS2", b"EDS1")):  # the codec's magics (models.state)
+    if value.startswith(STATE_MAGICS):
         return value
     text = orjson.loads(value)
     if isinstance(text, str) and text.startswith(("b'", 'b"')):

@@ -20,10 +20,11 @@ from edgeml.models.alerting import AlertState
 from edgeml.models.detectors import WIDTH as _DETECTOR_WIDTH
 from edgeml.models.features import DeviceFeatures
 
-__all__ = ["DeviceState"]
+__all__ = ["STATE_MAGICS", "DeviceState"]
 
 _MAGIC = b"EDS3"  # EDS3 adds seasonal profiles (header "p") and the calibration ("c")
-_MAGICS = (_MAGIC, b"EDS2", b"EDS1")  # EDS2 adds the seq mark ("s") and held jumps
+# every format `from_bytes` reads (EDS2 adds the seq mark ("s") and held jumps)
+STATE_MAGICS = (_MAGIC, b"EDS2", b"EDS1")
 _HEAD = struct.Struct("<4sI")
 _OLD_DETECTOR_WIDTH = 10  # EDS1/EDS2: no resolution slot (read with resolution unknown)
 
@@ -111,7 +112,7 @@ class DeviceState:
     @classmethod
     def from_bytes(cls, data: bytes) -> DeviceState:
         magic, size = _HEAD.unpack_from(data)
-        if magic not in _MAGICS:
+        if magic not in STATE_MAGICS:
             raise ValueError(f"not a DeviceState (magic {magic!r}, expected {_MAGIC!r})")
         start = _HEAD.size + size
         header: dict[str, Any] = orjson.loads(data[_HEAD.size : start])

@@ -24,6 +24,8 @@ def describe_validation_error(exc: ValidationError) -> str:
     prefix = str(Settings.model_config.get("env_prefix", "")) if is_settings else ""
     parts = []
     for error in exc.errors(include_url=False):
+        if error["type"] == "default_factory_not_called":
+            continue  # a default built from other fields, not built since one of them failed
         message = str(error["msg"]).removeprefix(_VALUE_ERROR)
         loc = [str(part) for part in error["loc"]]
         if not loc:

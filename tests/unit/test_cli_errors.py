@@ -53,6 +53,8 @@ CASES = [
      "EDGEML_WEB_PORT='abc': Input should be a valid integer"),
     ("port-out-of-range", ["tail", "alerts"], {"EDGEML_WEB_PORT": "70000"}, 2,
      "EDGEML_WEB_PORT='70000': Input should be less than or equal to 65535"),
+    ("gc-threshold-negative", ["tail", "alerts"], {"EDGEML_GC_THRESHOLD": "-5"}, 2,
+     "EDGEML_GC_THRESHOLD='-5': Input should be greater than or equal to 0"),
     ("store-unknown", ["replay", "{files}/binary.csv"], {"EDGEML_STORE": "redis://"}, 2,
      "EDGEML_STORE='redis://': store must start with rocksdb://"),
     ("sasl-without-mechanism", ["tail", "alerts"], {"EDGEML_SECURITY_PROTOCOL": "SASL_SSL"}, 2,
@@ -126,3 +128,23 @@ async def test_a_send_that_fails_part_way_leaves_the_count_with_the_caller() -> 
     with pytest.raises(ConnectionError):
         await send_messages(FailingThird(), plan_messages(to_readings(rows)), stats=stats)
     assert (stats.readings, stats.messages) == (2, 2)
+
+
+def test_defaults_left_unbuilt_by_another_error_are_not_listed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """pydantic also reports the settings whose default factories did not run because another
+    field failed (`EDGEML_BROKER_HOME`, `EDGEML_KAFKA_CACHE`): the line names the cause only."""
+    from pydantic import ValidationError
+
+    from edgeml.app.cli.errors import describe_validation_error
+    from edgeml.app.settings import Settings
+
+    monkeypatch.setenv("EDGEML_GC_THRESHOLD", "abc")
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    assert {e["type"] for e in caught.value.errors()} >= {"default_factory_not_called"}
+    assert describe_validation_error(caught.value) == (
+        "EDGEML_GC_THRESHOLD='abc': Input should be a valid integer, unable to parse string as "
+        "an integer"
+    )
